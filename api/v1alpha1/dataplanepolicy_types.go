@@ -1,0 +1,115 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DataplanePolicySpec says how meshshift decides the dataplane of the
+// workloads in the namespaces it governs.
+type DataplanePolicySpec struct {
+	// namespaceSelector picks the namespaces this policy governs. Empty means all
+	// namespaces that no more specific policy selects.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// defaultMode is the mode of a workload that nothing else decides.
+	// +kubebuilder:default=sidecar
+	// +optional
+	DefaultMode Mode `json:"defaultMode,omitempty"`
+
+	// meshProvider is the mesh that serves the sidecar mode.
+	// +kubebuilder:default=istio
+	// +optional
+	MeshProvider MeshProvider `json:"meshProvider,omitempty"`
+
+	// allowedModes says which modes app teams may ask for with the
+	// meshshift.io/mode annotation, per namespace selector. The first entry whose
+	// selector matches a namespace applies; with no entry, every mode is allowed.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	AllowedModes []AllowedModes `json:"allowedModes,omitempty"`
+
+	// rules are tried in order; the first whose CEL expression is true decides.
+	// Expressions see `workload`, `namespace`, `traffic` and `features`.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=128
+	// +optional
+	Rules []Rule `json:"rules,omitempty"`
+
+	// trafficMaxAge is how old traffic signals may be before rules see them as
+	// stale (traffic.stale is true and its figures are not trusted).
+	// +kubebuilder:default="5m"
+	// +optional
+	TrafficMaxAge *metav1.Duration `json:"trafficMaxAge,omitempty"`
+}
+
+// AllowedModes lists the modes app teams may ask for in some namespaces.
+type AllowedModes struct {
+	// namespaceSelector picks the namespaces; empty means all.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+
+	// modes that may be asked for.
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	Modes []Mode `json:"modes"`
+}
+
+// Rule chooses a mode when its CEL expression is true.
+type Rule struct {
+	// name identifies the rule in decisions and events.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// when is a CEL expression that must evaluate to a bool.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	When string `json:"when"`
+
+	// mode is chosen when the rule matches.
+	Mode Mode `json:"mode"`
+}
+
+// DataplanePolicyStatus is what meshshift observed of the policy.
+type DataplanePolicyStatus struct {
+	// observedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready says whether every rule compiled.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// DataplanePolicy decides the dataplane mode of workloads.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=dpp
+// +kubebuilder:printcolumn:name="Default",type=string,JSONPath=`.spec.defaultMode`
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.meshProvider`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type DataplanePolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DataplanePolicySpec   `json:"spec,omitempty"`
+	Status DataplanePolicyStatus `json:"status,omitempty"`
+}
+
+// DataplanePolicyList is a list of DataplanePolicy.
+// +kubebuilder:object:root=true
+type DataplanePolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DataplanePolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DataplanePolicy{}, &DataplanePolicyList{})
+}
