@@ -1,0 +1,383 @@
+//go:build ignore
+
+// meshshift node agent: per-cgroup TCP and HTTP/1.x counters.
+//
+// Hot path rules: no ring buffer, no per-packet user-space traffic. All
+// counters live in one per-CPU hash keyed by the socket's cgroup id; the
+// per-connection state (protocol class, pending HTTP request) lives in socket
+// local storage and disappears with the socket.
+//
+// Attribution always uses the socket's own cgroup (sk->sk_cgrp_data), never
+// the current task's: the passive side of sock_ops runs in softirq.
+
+#include "vmlinux.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "bpf_endian.h"
+#include "bpf_tracing.h"
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+#define HIST_BUCKETS 24
+#define MAX_CGROUPS 16384
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP_ 6
+
+enum ms_side { SIDE_SERVER = 0, SIDE_CLIENT = 1, SIDES = 2 };
+enum ms_proto { PROTO_OTHER = 0, PROTO_HTTP1 = 1, PROTO_HTTP2 = 2, PROTO_TLS = 3, PROTOS = 4 };
+enum { STATUS_CLASSES = 5 }; /* 1xx..5xx */
+
+struct cg_stats {
+	__u64 conn_active_opened;
+	__u64 conn_passive_opened;
+	__u64 conn_failed;
+	__u64 conn_closed;
+	__u64 bytes_sent;
+	__u64 bytes_received;
+	__u64 retransmits;
+	__u64 resets_sent;
+	__u64 resets_received;
+	__u64 proto[PROTOS];
+	__u64 http_requests[SIDES];
+	__u64 http_responses[SIDES][STATUS_CLASSES];
+	__u64 http_latency[SIDES][HIST_BUCKETS]; /* bucket i: [2^i, 2^(i+1)) us */
+	__u64 http_latency_sum_ns[SIDES];
+	__u64 rtt[HIST_BUCKETS]; /* bucket i: [2^i, 2^(i+1)) us */
+	__u64 rtt_sum_us;
+};
+
+struct sk_state {
+	__u64 req_ts;  /* first byte of the oldest unanswered request, 0 if none */
+	__u8 proto;    /* enum ms_proto + 1; 0 = not classified yet */
+	__u8 role;     /* 0 unknown, 1 server (requests come in), 2 client */
+	__u8 pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct cg_stats);
+} stats SEC(".maps");
+
+/* One zeroed value: the source for inserting a new cgroup (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cg_stats);
+} zero_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sk_state);
+} sk_states SEC(".maps");
+
+static __always_inline struct cg_stats *stats_for(__u64 cgid)
+{
+	struct cg_stats *s = bpf_map_lookup_elem(&stats, &cgid);
+	if (s)
+		return s;
+	__u32 zk = 0;
+	struct cg_stats *z = bpf_map_lookup_elem(&zero_stats, &zk);
+	if (!z)
+		return 0;
+	bpf_map_update_elem(&stats, &cgid, z, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&stats, &cgid);
+}
+
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0;
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) { r += 1; }
+	return r;
+}
+
+static __always_inline __u32 bucket_us(__u64 us)
+{
+	__u32 b = log2_u64(us);
+	if (b >= HIST_BUCKETS)
+		b = HIST_BUCKETS - 1;
+	return b;
+}
+
+/* The socket's own cgroup id; 0 when the socket carries none (request and
+ * timewait minisocks). */
+static __always_inline __u64 sk_cgid(const struct sock *sk)
+{
+	if (!sk)
+		return 0;
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
+		return 0;
+	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+}
+
+SEC("sockops")
+int meshshift_sockops(struct bpf_sock_ops *skops)
+{
+	__u32 op = skops->op;
+
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
+		return 1;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] != TCP_CLOSE)
+			return 1;
+		break;
+	case BPF_SOCK_OPS_RETRANS_CB:
+		if (skops->args[2] != 0) /* the retransmission itself failed */
+			return 1;
+		break;
+	default:
+		return 1;
+	}
+
+	struct bpf_sock *bsk = skops->sk;
+	if (!bsk)
+		return 1;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+	struct cg_stats *s = stats_for(sk_cgid((struct sock *)tp));
+	if (!s)
+		return 1;
+
+	switch (op) {
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		s->conn_passive_opened++;
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		s->conn_active_opened++;
+		break;
+	case BPF_SOCK_OPS_STATE_CB: {
+		__u32 old = skops->args[0];
+		if (old == TCP_SYN_SENT) {
+			s->conn_failed++;
+		} else if (old != TCP_SYN_RECV && old != TCP_LISTEN && old != TCP_CLOSE) {
+			__u64 rtt = skops->srtt_us >> 3;
+			s->conn_closed++;
+			s->rtt[bucket_us(rtt)]++;
+			s->rtt_sum_us += rtt;
+		}
+		break;
+	}
+	case BPF_SOCK_OPS_RETRANS_CB:
+		s->retransmits += skops->args[1] ? skops->args[1] : 1;
+		break;
+	}
+	return 1;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(meshshift_rst_rx, struct sock *sk)
+{
+	struct cg_stats *s = stats_for(sk_cgid(sk));
+	if (s)
+		s->resets_received++;
+	return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(meshshift_rst_tx, const struct sock *sk, const struct sk_buff *skb)
+{
+	struct cg_stats *s = stats_for(sk_cgid(sk));
+	if (s)
+		s->resets_sent++;
+	return 0;
+}
+
+#define W(a, b, c, d) ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
+
+static __always_inline __u8 classify(const __u8 *p)
+{
+	__u32 w = W(p[0], p[1], p[2], p[3]);
+	switch (w) {
+	case W('G', 'E', 'T', ' '):
+	case W('P', 'O', 'S', 'T'):
+	case W('P', 'U', 'T', ' '):
+	case W('H', 'E', 'A', 'D'):
+	case W('D', 'E', 'L', 'E'):
+	case W('P', 'A', 'T', 'C'):
+	case W('O', 'P', 'T', 'I'):
+	case W('C', 'O', 'N', 'N'):
+	case W('T', 'R', 'A', 'C'):
+		return PROTO_HTTP1;
+	case W('H', 'T', 'T', 'P'):
+		return p[4] == '/' && p[5] == '1' ? PROTO_HTTP1 : PROTO_OTHER;
+	case W('P', 'R', 'I', ' '):
+		return p[4] == '*' && p[5] == ' ' && p[6] == 'H' && p[7] == 'T' ? PROTO_HTTP2 : PROTO_OTHER;
+	}
+	/* TLS handshake record carrying a ClientHello (or ServerHello). */
+	if (p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04 && (p[5] == 0x01 || p[5] == 0x02))
+		return PROTO_TLS;
+	return PROTO_OTHER;
+}
+
+static __always_inline int is_request(const __u8 *p)
+{
+	__u32 w = W(p[0], p[1], p[2], p[3]);
+	switch (w) {
+	case W('G', 'E', 'T', ' '):
+	case W('P', 'O', 'S', 'T'):
+	case W('P', 'U', 'T', ' '):
+	case W('H', 'E', 'A', 'D'):
+	case W('D', 'E', 'L', 'E'):
+	case W('P', 'A', 'T', 'C'):
+	case W('O', 'P', 'T', 'I'):
+	case W('C', 'O', 'N', 'N'):
+	case W('T', 'R', 'A', 'C'):
+		return 1;
+	}
+	return 0;
+}
+
+/* "HTTP/1.x NNN": returns the status class 1..5, or 0. */
+static __always_inline int response_class(const __u8 *p)
+{
+	if (W(p[0], p[1], p[2], p[3]) != W('H', 'T', 'T', 'P') || p[4] != '/' || p[5] != '1' || p[8] != ' ')
+		return 0;
+	__u8 c = p[9];
+	if (c < '1' || c > '5')
+		return 0;
+	return c - '0';
+}
+
+#define PEEK 12
+
+static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u32 off;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+		if ((void *)(ip + 1) > end)
+			return 1;
+		if (ip->protocol != IPPROTO_TCP_)
+			return 1;
+		off = ip->ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+		if ((void *)(ip6 + 1) > end)
+			return 1;
+		if (ip6->nexthdr != IPPROTO_TCP_)
+			return 1;
+		off = sizeof(*ip6);
+	} else {
+		return 1;
+	}
+	if (off > 60)
+		return 1;
+	struct tcphdr *th = data + off;
+	if ((void *)(th + 1) > end)
+		return 1;
+	off += th->doff * 4;
+	if (skb->len <= off)
+		return 1; /* no payload: pure ACK, SYN, FIN */
+	__u32 plen = skb->len - off;
+
+	struct cg_stats *s = stats_for(bpf_skb_cgroup_id(skb));
+	if (!s)
+		return 1;
+	if (egress)
+		s->bytes_sent += plen;
+	else
+		s->bytes_received += plen;
+
+	struct bpf_sock *bsk = skb->sk;
+	if (!bsk)
+		return 1;
+	bsk = bpf_sk_fullsock(bsk);
+	if (!bsk)
+		return 1;
+	struct sk_state *st = bpf_sk_storage_get(&sk_states, bsk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return 1;
+	if (st->proto && st->proto != PROTO_HTTP1 + 1)
+		return 1;
+
+	__u8 p[PEEK] = {};
+	if (plen >= PEEK) {
+		if (bpf_skb_load_bytes(skb, off, p, PEEK) < 0)
+			return 1;
+	} else if (!st->proto) {
+		/* Too short to carry a request line or a handshake. */
+		st->proto = PROTO_OTHER + 1;
+		s->proto[PROTO_OTHER]++;
+		return 1;
+	} else {
+		return 1;
+	}
+
+	if (!st->proto) {
+		__u8 c = classify(p);
+		st->proto = c + 1;
+		if (c < PROTOS)
+			s->proto[c]++;
+		if (c != PROTO_HTTP1)
+			return 1;
+	}
+
+	if (is_request(p)) {
+		__u8 role = egress ? 2 : 1;
+		if (!st->role)
+			st->role = role;
+		if (st->role != role)
+			return 1;
+		s->http_requests[role - 1]++;
+		if (!st->req_ts)
+			st->req_ts = bpf_ktime_get_ns();
+		return 1;
+	}
+
+	int cls = response_class(p);
+	if (!cls)
+		return 1;
+	/* A response goes out of a server socket and into a client socket. */
+	__u8 want = egress ? 1 : 2;
+	if (st->role != want)
+		return 1;
+	if (cls == 1)
+		return 1; /* 1xx is interim: the final response follows */
+	__u32 side = want - 1;
+	if (side >= SIDES)
+		return 1;
+	s->http_responses[side][cls - 1]++;
+	if (st->req_ts) {
+		__u64 d = bpf_ktime_get_ns() - st->req_ts;
+		st->req_ts = 0;
+		s->http_latency[side][bucket_us(d / 1000)]++;
+		s->http_latency_sum_ns[side] += d;
+	}
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int meshshift_ingress(struct __sk_buff *skb)
+{
+	return handle_skb(skb, 0);
+}
+
+SEC("cgroup_skb/egress")
+int meshshift_egress(struct __sk_buff *skb)
+{
+	return handle_skb(skb, 1);
+}

@@ -1,0 +1,224 @@
+package kerneltest
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/meshshift/meshshift/bpf"
+)
+
+// moveMu serialises moving the process between cgroups.
+var moveMu sync.Mutex
+
+// RequireRoot skips the test unless it runs as root with a cgroup v2 mount,
+// saying which is missing.
+func RequireRoot(t testing.TB) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN, cgroup writes)")
+	}
+	mnt, err := bpf.Cgroup2Mount()
+	if err != nil {
+		t.Skipf("needs a cgroup v2 mount: %v", err)
+	}
+	return mnt
+}
+
+// RandName returns prefix followed by 8 random hex digits.
+func RandName(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// Cgroup creates the cgroup v2 folder parent/name (and missing parents below
+// parent) and removes it, deepest first, at cleanup. It returns the path.
+func Cgroup(t testing.TB, parent, name string) string {
+	t.Helper()
+	p := filepath.Join(parent, name)
+	rel := strings.Split(name, string(filepath.Separator))
+	created := []string{}
+	cur := parent
+	for _, r := range rel {
+		cur = filepath.Join(cur, r)
+		if _, err := os.Stat(cur); err == nil {
+			continue
+		}
+		if err := os.Mkdir(cur, 0o755); err != nil {
+			t.Fatalf("create cgroup %s: %v", cur, err)
+		}
+		created = append(created, cur)
+	}
+	t.Cleanup(func() {
+		for i := len(created) - 1; i >= 0; i-- {
+			removeCgroup(t, created[i])
+		}
+	})
+	return p
+}
+
+func removeCgroup(t testing.TB, p string) {
+	// Children first (tests may have made more below).
+	entries, _ := os.ReadDir(p)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroup(t, filepath.Join(p, e.Name()))
+		}
+	}
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = unix.Rmdir(p); err == nil || errors.Is(err, unix.ENOENT) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("remove cgroup %s: %v", p, err)
+}
+
+// ID returns the cgroup id of path.
+func ID(t testing.TB, path string) uint64 {
+	t.Helper()
+	id, err := bpf.CgroupID(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func currentCgroup(mnt string) (string, error) {
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		return "", fmt.Errorf("open /proc/self/cgroup: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
+			return filepath.Join(mnt, rest), nil
+		}
+	}
+	return "", errors.New("no cgroup v2 line in /proc/self/cgroup")
+}
+
+func moveTo(path string) error {
+	return os.WriteFile(filepath.Join(path, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+}
+
+// InCgroup runs fn with the whole process moved into the cgroup path, then
+// moves it back. Sockets created by fn (and connections accepted later on
+// listeners created by fn) belong to that cgroup.
+func InCgroup(t testing.TB, mnt, path string, fn func()) {
+	t.Helper()
+	moveMu.Lock()
+	defer moveMu.Unlock()
+	orig, err := currentCgroup(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := moveTo(path); err != nil {
+		t.Fatalf("move to cgroup %s: %v", path, err)
+	}
+	defer func() {
+		if err := moveTo(orig); err != nil {
+			t.Errorf("move back to cgroup %s: %v", orig, err)
+		}
+	}()
+	fn()
+}
+
+// Netns is a network namespace made by the test.
+type Netns struct {
+	Name string
+	fd   int
+}
+
+// Run runs command args with output captured; it fails the test on error.
+func Run(t testing.TB, args ...string) {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// NewNetns creates a named network namespace with lo up and deletes it at
+// cleanup.
+func NewNetns(t testing.TB) *Netns {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip")
+	}
+	name := RandName("mstest-")
+	Run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
+			t.Errorf("delete netns %s: %v: %s", name, err, out)
+		}
+	})
+	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	fd, err := unix.Open("/var/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", name, err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return &Netns{Name: name, fd: fd}
+}
+
+// Do runs fn on an OS thread inside the namespace; sockets fn creates live
+// there.
+func (n *Netns) Do(t testing.TB, fn func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("open own netns: %w", err)
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		fn()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: it dies with this goroutine.
+			done <- fmt.Errorf("leave netns: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// VethPair connects two namespaces with a veth pair addressed aIP/24 and
+// bIP/24 (the pair goes away with the namespaces).
+func VethPair(t testing.TB, a, b *Netns, aIP, bIP string) {
+	t.Helper()
+	va, vb := RandName("msa"), RandName("msb")
+	Run(t, "ip", "link", "add", va, "netns", a.Name, "type", "veth", "peer", "name", vb, "netns", b.Name)
+	Run(t, "ip", "-n", a.Name, "addr", "add", aIP+"/24", "dev", va)
+	Run(t, "ip", "-n", b.Name, "addr", "add", bIP+"/24", "dev", vb)
+	Run(t, "ip", "-n", a.Name, "link", "set", va, "up")
+	Run(t, "ip", "-n", b.Name, "link", "set", vb, "up")
+}
