@@ -69,9 +69,20 @@ type Rule struct {
 	// +kubebuilder:validation:MaxLength=4096
 	When string `json:"when"`
 
-	// mode is chosen when the rule matches.
-	Mode Mode `json:"mode"`
+	// mode is chosen when the rule matches; "current" keeps the workload's
+	// current mode (and the rule does not match when that is unknown).
+	Mode RuleMode `json:"mode"`
 }
+
+// RuleMode is a Mode, or "current" for the workload's current mode.
+// +kubebuilder:validation:Enum=sidecar;ambient;ambient-waypoint;cilium;none;current
+type RuleMode string
+
+// RuleModeCurrent keeps the workload's current mode.
+const RuleModeCurrent RuleMode = "current"
+
+// Valid reports whether m is a Mode or RuleModeCurrent.
+func (m RuleMode) Valid() bool { return m == RuleModeCurrent || Mode(m).Valid() }
 
 // DataplanePolicyStatus is what meshshift observed of the policy.
 type DataplanePolicyStatus struct {
