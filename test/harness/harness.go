@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -58,10 +59,11 @@ type Cluster struct {
 	procs []*process
 }
 
-// NewScheme returns client-go's scheme plus meshshift's types.
+// NewScheme returns client-go's scheme, CRDs and meshshift's types.
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
 	return s
 }
@@ -118,9 +120,6 @@ func StartE(ctx context.Context, opts Options) (*Cluster, error) {
 		WebhookInstallOptions: opts.WebhookInstallOptions,
 		Scheme:                scheme,
 	}
-	env.ControlPlane.GetAPIServer().Configure().
-		Set("bind-address", "127.0.0.1").
-		Set("advertise-address", "127.0.0.1")
 	c := &Cluster{Env: env, Dir: dir, Scheme: scheme}
 	cfg, err := env.Start()
 	if err != nil {

@@ -1,0 +1,17 @@
+package app
+
+import (
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
+)
+
+// newScheme holds every type the manager reads or writes.
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(meshv1alpha1.AddToScheme(s))
+	return s
+}

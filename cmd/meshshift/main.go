@@ -1,0 +1,15 @@
+// Command meshshift is the one binary of meshshift: the manager (webhook and
+// migrator), the node agent, and the CLI.
+package main
+
+import (
+	"os"
+
+	"github.com/meshshift/meshshift/cmd/meshshift/app"
+)
+
+func main() {
+	if err := app.NewRootCommand().Execute(); err != nil {
+		os.Exit(1)
+	}
+}
