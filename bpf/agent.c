@@ -50,26 +50,47 @@ struct cg_stats {
 
 struct sk_state {
 	__u64 req_ts;  /* first byte of the oldest unanswered request, 0 if none */
+	__u32 slot;    /* counters slot of the socket's cgroup */
+	__u8 has_slot;
 	__u8 proto;    /* enum ms_proto + 1; 0 = not classified yet */
 	__u8 role;     /* 0 unknown, 1 server (requests come in), 2 client */
-	__u8 pad[6];
+	__u8 pad;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, MAX_CGROUPS);
-	__type(key, __u64);
-	__type(value, struct cg_stats);
-} stats SEC(".maps");
+/* Counters live in a per-CPU array indexed by a small slot number; each
+ * cgroup gets a slot the first time one of its sockets is seen, and each
+ * socket remembers its slot, so the per-packet path does one inlined array
+ * lookup instead of a hash lookup. Slot 0 collects what cannot be attributed
+ * (no cgroup, or all slots taken). User space returns the slots of removed
+ * cgroups through free_slots. max_slots is set by the loader. */
+volatile const __u32 max_slots = 4096;
 
-/* One zeroed value: the source for inserting a new cgroup (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct cg_stats);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);   /* cgroup id */
+	__type(value, __u32); /* slot */
+} slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 4096);
+	__type(value, __u32);
+} free_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct cg_stats);
-} zero_stats SEC(".maps");
+	__type(value, __u32); /* slots handed out so far, not counting 0 */
+} slot_alloc SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -78,17 +99,40 @@ struct {
 	__type(value, struct sk_state);
 } sk_states SEC(".maps");
 
+static __always_inline __u32 slot_for(__u64 cgid)
+{
+	if (!cgid)
+		return 0;
+	__u32 *sp = bpf_map_lookup_elem(&slots, &cgid);
+	if (sp)
+		return *sp;
+	__u32 slot;
+	if (bpf_map_pop_elem(&free_slots, &slot) != 0) {
+		__u32 k = 0;
+		__u32 *n = bpf_map_lookup_elem(&slot_alloc, &k);
+		if (!n)
+			return 0;
+		slot = __sync_fetch_and_add(n, 1) + 1;
+		if (slot >= max_slots)
+			return 0;
+	}
+	if (bpf_map_update_elem(&slots, &cgid, &slot, BPF_NOEXIST) != 0) {
+		/* Another CPU won the race (or the map is full): give it back. */
+		bpf_map_push_elem(&free_slots, &slot, 0);
+		sp = bpf_map_lookup_elem(&slots, &cgid);
+		return sp ? *sp : 0;
+	}
+	return slot;
+}
+
+static __always_inline struct cg_stats *stats_at(__u32 slot)
+{
+	return bpf_map_lookup_elem(&counters, &slot);
+}
+
 static __always_inline struct cg_stats *stats_for(__u64 cgid)
 {
-	struct cg_stats *s = bpf_map_lookup_elem(&stats, &cgid);
-	if (s)
-		return s;
-	__u32 zk = 0;
-	struct cg_stats *z = bpf_map_lookup_elem(&zero_stats, &zk);
-	if (!z)
-		return 0;
-	bpf_map_update_elem(&stats, &cgid, z, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&stats, &cgid);
+	return stats_at(slot_for(cgid));
 }
 
 static __always_inline __u32 log2_u64(__u64 v)
@@ -155,7 +199,19 @@ int meshshift_sockops(struct bpf_sock_ops *skops)
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(bsk);
 	if (!tp)
 		return 1;
-	struct cg_stats *s = stats_for(sk_cgid((struct sock *)tp));
+	/* The socket's state exists once it carried payload (cgroup_skb makes
+	 * it); creating it here would cost an allocation per connection. */
+	struct sk_state *st = 0;
+	if (op == BPF_SOCK_OPS_STATE_CB || op == BPF_SOCK_OPS_RETRANS_CB)
+		st = bpf_sk_storage_get(&sk_states, bsk, 0, 0);
+	__u32 slot;
+	if (st && st->has_slot) {
+		slot = st->slot;
+	} else {
+		struct cgroup *cg = tp->inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup;
+		slot = slot_for(cg ? cg->kn->id : 0);
+	}
+	struct cg_stats *s = stats_at(slot);
 	if (!s)
 		return 1;
 
@@ -294,14 +350,6 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 		return 1; /* no payload: pure ACK, SYN, FIN */
 	__u32 plen = skb->len - off;
 
-	struct cg_stats *s = stats_for(bpf_skb_cgroup_id(skb));
-	if (!s)
-		return 1;
-	if (egress)
-		s->bytes_sent += plen;
-	else
-		s->bytes_received += plen;
-
 	struct bpf_sock *bsk = skb->sk;
 	if (!bsk)
 		return 1;
@@ -311,12 +359,26 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 	struct sk_state *st = bpf_sk_storage_get(&sk_states, bsk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st)
 		return 1;
+	if (!st->has_slot) {
+		st->slot = slot_for(bpf_skb_cgroup_id(skb));
+		st->has_slot = 1;
+	}
+	struct cg_stats *s = stats_at(st->slot);
+	if (!s)
+		return 1;
+	if (egress)
+		s->bytes_sent += plen;
+	else
+		s->bytes_received += plen;
 	if (st->proto && st->proto != PROTO_HTTP1 + 1)
 		return 1;
 
 	__u8 p[PEEK] = {};
 	if (plen >= PEEK) {
-		if (bpf_skb_load_bytes(skb, off, p, PEEK) < 0)
+		__u8 *pl = data + off;
+		if ((void *)(pl + PEEK) <= end)
+			__builtin_memcpy(p, pl, PEEK);
+		else if (bpf_skb_load_bytes(skb, off, p, PEEK) < 0)
 			return 1;
 	} else if (!st->proto) {
 		/* Too short to carry a request line or a handshake. */

@@ -34,25 +34,30 @@ type agentCgStats struct {
 }
 
 type agentSkState struct {
-	_     structs.HostLayout
-	ReqTs uint64
-	Proto uint8
-	Role  uint8
-	Pad   [6]uint8
+	_       structs.HostLayout
+	ReqTs   uint64
+	Slot    uint32
+	HasSlot uint8
+	Proto   uint8
+	Role    uint8
+	Pad     uint8
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	agentMapCounters          = "counters"
+	agentMapFreeSlots         = "free_slots"
 	agentMapSkStates          = "sk_states"
-	agentMapStats             = "stats"
-	agentMapZeroStats         = "zero_stats"
+	agentMapSlotAlloc         = "slot_alloc"
+	agentMapSlots             = "slots"
 	agentProgMeshshiftEgress  = "meshshift_egress"
 	agentProgMeshshiftIngress = "meshshift_ingress"
 	agentProgMeshshiftRstRx   = "meshshift_rst_rx"
 	agentProgMeshshiftRstTx   = "meshshift_rst_tx"
 	agentProgMeshshiftSockops = "meshshift_sockops"
+	agentVarMaxSlots          = "max_slots"
 )
 
 // loadAgent returns the embedded CollectionSpec for agent.
@@ -108,15 +113,18 @@ type agentProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type agentMapSpecs struct {
+	Counters  *ebpf.MapSpec `ebpf:"counters"`
+	FreeSlots *ebpf.MapSpec `ebpf:"free_slots"`
 	SkStates  *ebpf.MapSpec `ebpf:"sk_states"`
-	Stats     *ebpf.MapSpec `ebpf:"stats"`
-	ZeroStats *ebpf.MapSpec `ebpf:"zero_stats"`
+	SlotAlloc *ebpf.MapSpec `ebpf:"slot_alloc"`
+	Slots     *ebpf.MapSpec `ebpf:"slots"`
 }
 
 // agentVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type agentVariableSpecs struct {
+	MaxSlots *ebpf.VariableSpec `ebpf:"max_slots"`
 }
 
 // agentObjects contains all objects after they have been loaded into the kernel.
@@ -139,16 +147,20 @@ func (o *agentObjects) Close() error {
 //
 // It can be passed to loadAgentObjects or ebpf.CollectionSpec.LoadAndAssign.
 type agentMaps struct {
+	Counters  *ebpf.Map `ebpf:"counters"`
+	FreeSlots *ebpf.Map `ebpf:"free_slots"`
 	SkStates  *ebpf.Map `ebpf:"sk_states"`
-	Stats     *ebpf.Map `ebpf:"stats"`
-	ZeroStats *ebpf.Map `ebpf:"zero_stats"`
+	SlotAlloc *ebpf.Map `ebpf:"slot_alloc"`
+	Slots     *ebpf.Map `ebpf:"slots"`
 }
 
 func (m *agentMaps) Close() error {
 	return _AgentClose(
+		m.Counters,
+		m.FreeSlots,
 		m.SkStates,
-		m.Stats,
-		m.ZeroStats,
+		m.SlotAlloc,
+		m.Slots,
 	)
 }
 
@@ -156,6 +168,7 @@ func (m *agentMaps) Close() error {
 //
 // It can be passed to loadAgentObjects or ebpf.CollectionSpec.LoadAndAssign.
 type agentVariables struct {
+	MaxSlots *ebpf.Variable `ebpf:"max_slots"`
 }
 
 // agentPrograms contains all programs after they have been loaded into the kernel.

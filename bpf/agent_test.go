@@ -28,7 +28,7 @@ func setup(t *testing.T) (objs *bpf.Objects, mnt, srv, cli string) {
 	parent := kerneltest.Cgroup(t, mnt, kerneltest.RandName("meshshift-test-"))
 	srv = kerneltest.Cgroup(t, parent, "srv")
 	cli = kerneltest.Cgroup(t, parent, "cli")
-	objs, err := bpf.Load()
+	objs, err := bpf.Load(bpf.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

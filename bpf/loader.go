@@ -93,11 +93,40 @@ type Objects struct {
 	links []link.Link
 }
 
+// DefaultMaxCgroups is how many cgroups get counters of their own unless
+// Options say otherwise; traffic of further cgroups is counted under id 0.
+const DefaultMaxCgroups = 4096
+
+// Options tune Load.
+type Options struct {
+	// MaxCgroups bounds the cgroups counted separately (1 to 65536; 0 means
+	// DefaultMaxCgroups). Kernel memory is about 1 KiB per cgroup per CPU.
+	MaxCgroups int
+}
+
 // Load loads the programs and maps into the kernel. It needs CAP_BPF,
 // CAP_PERFMON and CAP_NET_ADMIN (or root) and a kernel with BTF.
-func Load() (*Objects, error) {
+func Load(opts Options) (*Objects, error) {
+	n := opts.MaxCgroups
+	if n == 0 {
+		n = DefaultMaxCgroups
+	}
+	if n < 1 || n > 65536 {
+		return nil, fmt.Errorf("max cgroups %d: allowed 1 to 65536", opts.MaxCgroups)
+	}
+	spec, err := loadAgent()
+	if err != nil {
+		return nil, fmt.Errorf("load program spec: %w", err)
+	}
+	slots := uint32(n + 1) // slot 0 is the overflow slot
+	for _, m := range []string{"counters", "slots", "free_slots"} {
+		spec.Maps[m].MaxEntries = slots
+	}
+	if err := spec.Variables["max_slots"].Set(slots); err != nil {
+		return nil, fmt.Errorf("set max slots: %w", err)
+	}
 	o := &Objects{}
-	if err := loadAgentObjects(&o.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&o.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("load programs: %w (verifier log: %+v)", err, verr)
@@ -171,34 +200,65 @@ func (o *Objects) Programs() map[string]*ebpf.Program {
 }
 
 // Read returns the counters of every cgroup seen, summed over CPUs, keyed by
-// cgroup id (0: sockets without a cgroup, such as resets sent for no socket).
+// cgroup id (0: traffic that could not be attributed: sockets without a
+// cgroup, such as resets sent for no socket, and cgroups beyond MaxCgroups).
 func (o *Objects) Read() (map[uint64]*Stats, error) {
 	out := make(map[uint64]*Stats)
-	var (
-		key  uint64
-		vals []agentCgStats
-	)
-	it := o.objs.Stats.Iterate()
-	for it.Next(&key, &vals) {
+	var vals []agentCgStats
+	read := func(id uint64, slot uint32) error {
+		if err := o.objs.Counters.Lookup(slot, &vals); err != nil {
+			return fmt.Errorf("read counters of slot %d: %w", slot, err)
+		}
 		sum := &Stats{}
 		for i := range vals {
 			v := Stats(vals[i])
 			sum.Add(&v)
 		}
-		out[key] = sum
+		out[id] = sum
+		return nil
+	}
+	if err := read(0, 0); err != nil {
+		return nil, err
+	}
+	var (
+		id   uint64
+		slot uint32
+	)
+	it := o.objs.Slots.Iterate()
+	for it.Next(&id, &slot) {
+		if err := read(id, slot); err != nil {
+			return nil, err
+		}
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read stats map: %w", err)
+		return nil, fmt.Errorf("read slots map: %w", err)
 	}
 	return out, nil
 }
 
-// Forget drops the counters of cgroups that no longer exist.
+// Forget drops the counters of cgroups that no longer exist and gives their
+// slots back for reuse.
 func (o *Objects) Forget(ids []uint64) error {
 	var errs []error
+	zero := make([]agentCgStats, ebpf.MustPossibleCPU())
 	for _, id := range ids {
-		if err := o.objs.Stats.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		var slot uint32
+		if err := o.objs.Slots.Lookup(id, &slot); err != nil {
+			if !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, fmt.Errorf("look up cgroup %d: %w", id, err))
+			}
+			continue
+		}
+		if err := o.objs.Slots.Delete(id); err != nil {
 			errs = append(errs, fmt.Errorf("delete cgroup %d: %w", id, err))
+			continue
+		}
+		if err := o.objs.Counters.Put(slot, zero); err != nil {
+			errs = append(errs, fmt.Errorf("zero slot %d: %w", slot, err))
+			continue
+		}
+		if err := o.objs.FreeSlots.Put(nil, slot); err != nil {
+			errs = append(errs, fmt.Errorf("free slot %d: %w", slot, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/meshshift/meshshift/bpf"
+)
+
+type workload struct {
+	name string
+	srv  *server
+	run  func(addr string, d time.Duration) (float64, error)
+}
+
+// benchCgroup creates a cgroup below the v2 root, moves this process into it
+// and returns it with an undo function.
+func benchCgroup(name string) (mnt, path string, undo func() error, err error) {
+	mnt, err = bpf.Cgroup2Mount()
+	if err != nil {
+		return "", "", nil, err
+	}
+	orig, err := currentCgroup(mnt)
+	if err != nil {
+		return "", "", nil, err
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	path = filepath.Join(mnt, name+hex.EncodeToString(b[:]))
+	if err := os.Mkdir(path, 0o755); err != nil {
+		return "", "", nil, fmt.Errorf("create cgroup: %w", err)
+	}
+	if err := moveTo(path); err != nil {
+		_ = unix.Rmdir(path)
+		return "", "", nil, err
+	}
+	undo = func() error {
+		return errors.Join(moveTo(orig), removeTree(path))
+	}
+	return mnt, path, undo, nil
+}
+
+func removeTree(p string) error {
+	entries, _ := os.ReadDir(p)
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() {
+			errs = append(errs, removeTree(filepath.Join(p, e.Name())))
+		}
+	}
+	var err error
+	for range 50 {
+		if err = unix.Rmdir(p); err == nil || errors.Is(err, unix.ENOENT) {
+			return errors.Join(errs...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.Join(append(errs, fmt.Errorf("remove cgroup %s: %w", p, err))...)
+}
+
+func currentCgroup(mnt string) (string, error) {
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		return "", fmt.Errorf("open /proc/self/cgroup: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
+			return filepath.Join(mnt, rest), nil
+		}
+	}
+	return "", errors.New("no cgroup v2 line in /proc/self/cgroup")
+}
+
+func moveTo(path string) error {
+	if err := os.WriteFile(filepath.Join(path, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fmt.Errorf("move to cgroup %s: %w", path, err)
+	}
+	return nil
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func runOverhead(rounds int, d time.Duration) (err error) {
+	_, cg, undo, err := benchCgroup("meshshift-bench-")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, undo()) }()
+
+	objs, err := bpf.Load(bpf.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, objs.Close()) }()
+	streamSrv, err := startServer(true)
+	if err != nil {
+		return err
+	}
+	defer streamSrv.close()
+	rrSrv, err := startServer(false)
+	if err != nil {
+		return err
+	}
+	defer rrSrv.close()
+	wls := []workload{{"stream", streamSrv, stream}, {"rr", rrSrv, rr}, {"crr", rrSrv, crr}}
+
+	ratios := map[string][]float64{}
+	for r := range rounds {
+		res := map[bool]map[string]float64{true: {}, false: {}}
+		order := []bool{false, true}
+		if r%2 == 1 {
+			order = []bool{true, false}
+		}
+		for _, w := range wls {
+			for _, on := range order {
+				if on {
+					if _, err := objs.AttachCgroup(cg); err != nil {
+						return err
+					}
+				}
+				v, err := w.run(w.srv.addr(), d)
+				if on {
+					err = errors.Join(err, objs.Detach())
+				}
+				if err != nil {
+					return fmt.Errorf("%s run: %w", w.name, err)
+				}
+				res[on][w.name] = v
+			}
+		}
+		for _, w := range wls {
+			ratio := res[true][w.name] / res[false][w.name]
+			ratios[w.name] = append(ratios[w.name], ratio)
+			fmt.Printf("round %d %-6s off=%.0f/s on=%.0f/s ratio=%.3f\n", r+1, w.name, res[false][w.name], res[true][w.name], ratio)
+		}
+	}
+	// Program cost: a separate phase with the kernel's run-time statistics
+	// on (they add their own clock reads, so the ratios are measured
+	// without them).
+	statsOn, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return fmt.Errorf("enable bpf run-time stats: %w", err)
+	}
+	defer statsOn.Close()
+	runTime := func() (time.Duration, uint64, error) {
+		var rt time.Duration
+		var rc uint64
+		for name, p := range objs.Programs() {
+			st, err := p.Stats()
+			if err != nil {
+				return 0, 0, fmt.Errorf("stats of %s: %w", name, err)
+			}
+			rt += st.Runtime
+			rc += st.RunCount
+		}
+		return rt, rc, nil
+	}
+	rt0, rc0, err := runTime()
+	if err != nil {
+		return err
+	}
+	if _, err := objs.AttachCgroup(cg); err != nil {
+		return err
+	}
+	for _, w := range wls {
+		if _, err := w.run(w.srv.addr(), d); err != nil {
+			return fmt.Errorf("%s run: %w", w.name, err)
+		}
+	}
+	if err := objs.Detach(); err != nil {
+		return err
+	}
+	rt1, rc1, err := runTime()
+	if err != nil {
+		return err
+	}
+	runs := rc1 - rc0
+	if runs == 0 {
+		return errors.New("the programs never ran: nothing was measured")
+	}
+	ns := float64(rt1-rt0) / float64(runs)
+	fmt.Printf("program runs=%d bpf_time=%v\n", runs, rt1-rt0)
+	for name, p := range objs.Programs() {
+		if st, err := p.Stats(); err == nil && st.RunCount > 0 {
+			fmt.Printf("program %-8s runs=%d ns_per_run=%.0f\n", name, st.RunCount, float64(st.Runtime)/float64(st.RunCount))
+		}
+	}
+	fmt.Printf("agent: stream_ratio=%.3f rr_ratio=%.3f crr_ratio=%.3f ns_per_run=%.0f\n",
+		median(ratios["stream"]), median(ratios["rr"]), median(ratios["crr"]), ns)
+	return nil
+}
