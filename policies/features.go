@@ -62,6 +62,8 @@ var FeatureTable = []FeatureRow{
 	{signals.FeatureTimeouts, NeedWaypoint, "HTTP timeouts", "ztunnel serves L4 only; timeouts need a waypoint or a sidecar"},
 	{signals.FeatureFaultInjection, NeedWaypoint, "fault injection", "ztunnel serves L4 only; fault injection needs a waypoint or a sidecar"},
 	{signals.FeatureTrafficSplit, NeedWaypoint, "traffic split", "ztunnel serves L4 only; a traffic split needs a waypoint or a sidecar"},
+	{signals.FeatureTrafficPolicy, NeedWaypoint, "traffic policy", "ztunnel serves L4 only; load balancing and outlier detection need a waypoint or a sidecar"},
+	{signals.FeatureWaypointExtension, NeedWaypoint, "a waypoint extension", "a WasmPlugin attached with targetRefs runs on a waypoint"},
 	{signals.FeatureL7Authz, NeedWaypoint, "L7 authorization", "L7 authorization is enforced by a waypoint or a sidecar"},
 	{signals.FeatureRequestAuthn, NeedWaypoint, "JWT authentication", "RequestAuthentication is enforced by a waypoint or a sidecar"},
 	{signals.FeatureHTTPTelemetry, NeedWaypoint, "HTTP telemetry", "HTTP telemetry needs a waypoint or a sidecar"},

@@ -32,6 +32,12 @@ const (
 	FeatureFaultInjection Feature = "fault-injection"
 	// FeatureTrafficSplit: weighted routing across destinations.
 	FeatureTrafficSplit Feature = "traffic-split"
+	// FeatureTrafficPolicy: DestinationRule traffic policy a waypoint applies in
+	// ambient (load balancing, outlier detection, HTTP connection pool, subsets).
+	FeatureTrafficPolicy Feature = "traffic-policy"
+	// FeatureWaypointExtension: a WasmPlugin attached with targetRefs (runs on
+	// the waypoint).
+	FeatureWaypointExtension Feature = "waypoint-extension"
 	// FeatureL7Authz: an AuthorizationPolicy with L7 attributes (methods, paths,
 	// headers, request principals) attached with targetRefs.
 	FeatureL7Authz Feature = "l7-authz"
@@ -73,7 +79,7 @@ const (
 var AllFeatures = []Feature{
 	FeatureMTLS, FeatureL4Authz, FeatureTCPTelemetry,
 	FeatureHTTPRouting, FeatureRetries, FeatureTimeouts, FeatureFaultInjection, FeatureTrafficSplit,
-	FeatureL7Authz, FeatureRequestAuthn, FeatureHTTPTelemetry,
+	FeatureTrafficPolicy, FeatureWaypointExtension, FeatureL7Authz, FeatureRequestAuthn, FeatureHTTPTelemetry,
 	FeatureEnvoyFilter, FeatureWasmPlugin, FeatureSidecarResource,
 	FeatureL7AuthzSelector, FeaturePeerAuthDisable, FeatureWorkloadEntry, FeatureSpireCA,
 	FeatureCiliumL7Policy, FeatureCiliumEnvoyConfig,
