@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the binaries the tests run (a real Kubernetes control plane, kwok, and
-# later istiod) from the Go modules pinned under test/assets/, and caches them
+# istiod with the helm CLI and its chart) from the Go modules pinned under test/assets/, and caches them
 # outside the clone, keyed by a hash of each module's go.mod and go.sum. A
 # second run, even from a fresh clone, finds them and costs seconds.
 #
-#   hack/assets.sh [kube|kwok|all]   build (or reuse) and print the folders
+#   hack/assets.sh [kube|kwok|istio|all]   build (or reuse) and print the folders
 #
 # Cache root: $MESHSHIFT_ASSETS_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/meshshift/assets.
 # test/harness computes the same keys (see test/harness/assets.go).
@@ -83,10 +83,29 @@ kwok() {
   say "kwok ready in $dir"; echo "$dir"
 }
 
+istio() {
+  local dir; dir=$(key istio)
+  if [ -x "$dir/pilot-discovery" ] && [ -x "$dir/helm" ] && [ -d "$dir/istio-discovery" ]; then
+    say "istiod cached in $dir"; echo "$dir"; return
+  fi
+  local tmp="$dir.tmp"
+  mkdir -p "$tmp"
+  say "downloading modules for istiod"
+  (cd "$root/test/assets/istio" && go mod download)
+  [ -x "$tmp/pilot-discovery" ] || build istio "$tmp/pilot-discovery" istio.io/istio/pilot/cmd/pilot-discovery
+  [ -x "$tmp/helm" ] || build istio "$tmp/helm" helm.sh/helm/v4/cmd/helm
+  # istiod's own chart, which renders the real injector ConfigMap and webhook configuration.
+  local src; src=$(cd "$root/test/assets/istio" && go list -m -f '{{.Dir}}' istio.io/istio)/manifests/charts/istio-control/istio-discovery
+  rm -rf "$tmp/istio-discovery" && cp -r "$src" "$tmp/istio-discovery" && chmod -R u+w "$tmp/istio-discovery"
+  rm -rf "$dir" && mv "$tmp" "$dir"
+  say "istiod ready in $dir"; echo "$dir"
+}
+
 what=${1:-all}
 case "$what" in
   kube) kube ;;
   kwok) kwok ;;
-  all) kube; kwok ;;
-  *) echo "usage: $0 [kube|kwok|all]" >&2; exit 2 ;;
+  istio) istio ;;
+  all) kube; kwok; istio ;;
+  *) echo "usage: $0 [kube|kwok|istio|all]" >&2; exit 2 ;;
 esac
