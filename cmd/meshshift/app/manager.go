@@ -61,6 +61,12 @@ func restConfig(path string) (*rest.Config, error) {
 	return cfg, nil
 }
 
+// The manager's own permissions; each controller and webhook declares the rest
+// beside its code. `make manifests` turns these markers into config/rbac.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 func runManager(cmd *cobra.Command, o *managerOptions) error {
 	log := ctrlzap.New(ctrlzap.UseFlagOptions(&o.zap))
 	ctrl.SetLogger(log)
