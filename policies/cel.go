@@ -62,6 +62,7 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 		cel.Variable(VarTraffic, cel.ObjectType("policies.Traffic")),
 		cel.Variable(VarFeatures, cel.ListType(cel.StringType)),
 		ext.Strings(),
+		cel.OptionalTypes(),
 	)
 })
 

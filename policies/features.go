@@ -63,25 +63,25 @@ var FeatureTable = []FeatureRow{
 	{signals.FeatureFaultInjection, NeedWaypoint, "fault injection", "ztunnel serves L4 only; fault injection needs a waypoint or a sidecar"},
 	{signals.FeatureTrafficSplit, NeedWaypoint, "traffic split", "ztunnel serves L4 only; a traffic split needs a waypoint or a sidecar"},
 	{signals.FeatureTrafficPolicy, NeedWaypoint, "traffic policy", "ztunnel serves L4 only; load balancing and outlier detection need a waypoint or a sidecar"},
-	{signals.FeatureWaypointExtension, NeedWaypoint, "a waypoint extension", "a WasmPlugin attached with targetRefs runs on a waypoint"},
+	{signals.FeatureWaypointExtension, NeedWaypoint, "a Wasm extension on the waypoint", "a WasmPlugin attached with targetRefs runs on a waypoint"},
 	{signals.FeatureL7Authz, NeedWaypoint, "L7 authorization", "L7 authorization is enforced by a waypoint or a sidecar"},
 	{signals.FeatureRequestAuthn, NeedWaypoint, "JWT authentication", "RequestAuthentication is enforced by a waypoint or a sidecar"},
 	{signals.FeatureHTTPTelemetry, NeedWaypoint, "HTTP telemetry", "HTTP telemetry needs a waypoint or a sidecar"},
 
 	{signals.FeatureCiliumL7Policy, NeedCilium, "Cilium L7 policy", "Cilium's HTTP policy is not compatible with Istio mTLS (STRICT or PERMISSIVE)"},
-	{signals.FeatureCiliumEnvoyConfig, NeedCilium, "CiliumEnvoyConfig", "Cilium's Envoy cannot read traffic Istio's mTLS encrypted"},
+	{signals.FeatureCiliumEnvoyConfig, NeedCilium, "Cilium Envoy listeners", "Cilium's Envoy cannot read traffic Istio's mTLS encrypted"},
 
-	{signals.FeatureEnvoyFilter, NeedSidecar, "EnvoyFilter", "EnvoyFilter is not supported on waypoints"},
-	{signals.FeatureWasmPlugin, NeedSidecar, "WasmPlugin", "a selector-attached WasmPlugin runs only in a sidecar"},
-	{signals.FeaturePeerAuthDisable, NeedSidecar, "PeerAuthentication DISABLE", "mTLS mode DISABLE is not supported in ambient"},
-	{signals.FeatureWorkloadEntry, NeedSidecar, "WorkloadEntry", "VM workloads (WorkloadEntry) are not supported in ambient"},
+	{signals.FeatureEnvoyFilter, NeedSidecar, "Envoy configuration patches", "EnvoyFilter is not supported on waypoints"},
+	{signals.FeatureWasmPlugin, NeedSidecar, "a Wasm extension", "a selector-attached WasmPlugin runs only in a sidecar"},
+	{signals.FeaturePeerAuthDisable, NeedSidecar, "plaintext (mTLS DISABLE)", "mTLS mode DISABLE is not supported in ambient"},
+	{signals.FeatureWorkloadEntry, NeedSidecar, "a VM endpoint", "VM workloads (WorkloadEntry) are not supported in ambient"},
 	{signals.FeatureSpireCA, NeedSidecar, "SPIRE CA", "SPIRE as the mesh CA is not supported in ambient"},
 
 	{signals.FeatureL7AuthzSelector, NeedBlock, "selector-based L7 authorization",
 		"ztunnel cannot evaluate L7 rules and enforces a selector-attached L7 AuthorizationPolicy as DENY-all; attach it to a waypoint with targetRefs first"},
 
 	// Ignored without a sidecar: served by nothing else, needed by nothing.
-	{signals.FeatureSidecarResource, NeedNothing, "Sidecar resource", "a Sidecar resource only configures sidecars and is ignored sidecarless"},
+	{signals.FeatureSidecarResource, NeedNothing, "sidecar scoping", "a Sidecar resource only configures sidecars and is ignored sidecarless"},
 }
 
 var featureRows = func() map[signals.Feature]*FeatureRow {
