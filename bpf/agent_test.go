@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/meshshift/meshshift/bpf"
-	"github.com/meshshift/meshshift/bpf/internal/kerneltest"
+	"github.com/meshshift/meshshift/bpf/kerneltest"
 )
 
 const slowDelay = 40 * time.Millisecond

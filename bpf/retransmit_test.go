@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/meshshift/meshshift/bpf"
-	"github.com/meshshift/meshshift/bpf/internal/kerneltest"
+	"github.com/meshshift/meshshift/bpf/kerneltest"
 )
 
 // TestRetransmitsWhenPacketsAreDropped drops the client's data segments with
