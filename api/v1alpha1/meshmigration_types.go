@@ -38,6 +38,12 @@ type MeshMigrationSpec struct {
 	// +optional
 	BakeTime *metav1.Duration `json:"bakeTime,omitempty"`
 
+	// readyTimeout is how long a wave's workloads may take to be Ready after a
+	// restart; past it the wave is rolled back.
+	// +kubebuilder:default="10m"
+	// +optional
+	ReadyTimeout *metav1.Duration `json:"readyTimeout,omitempty"`
+
 	// gate is the SLO gate a wave must pass while it bakes.
 	// +optional
 	Gate *GateSpec `json:"gate,omitempty"`
@@ -118,6 +124,12 @@ type GateSpec struct {
 	// +kubebuilder:default="30s"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// window is the range `$window` stands for in the SLI queries (the rate
+	// window of the built-in SLIs).
+	// +kubebuilder:default="1m"
+	// +optional
+	Window *metav1.Duration `json:"window,omitempty"`
 
 	// failuresToBreach is how many consecutive failing checks break the gate.
 	// +kubebuilder:validation:Minimum=1
@@ -239,6 +251,26 @@ type WaveStatus struct {
 	// finishedAt is when the wave was promoted or rolled back.
 	// +optional
 	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	// restartToken is the pod-template restartedAt value this wave's flip
+	// writes; workloads carrying it have been restarted into the new mode.
+	// +optional
+	RestartToken string `json:"restartToken,omitempty"`
+	// bakeStartedAt is when every workload of the wave was Ready after the flip.
+	// +optional
+	BakeStartedAt *metav1.Time `json:"bakeStartedAt,omitempty"`
+	// lastCheckAt is when the gate was last checked.
+	// +optional
+	LastCheckAt *metav1.Time `json:"lastCheckAt,omitempty"`
+	// rollbackStartedAt is when the wave's rollback began.
+	// +optional
+	RollbackStartedAt *metav1.Time `json:"rollbackStartedAt,omitempty"`
+	// rollbackToken is the pod-template restartedAt value the rollback writes.
+	// +optional
+	RollbackToken string `json:"rollbackToken,omitempty"`
+	// reason is the PascalCase cause of the wave's last transition
+	// (GateBreached, NotReady, RollbackRequested, ...).
+	// +optional
+	Reason string `json:"reason,omitempty"`
 	// baseline SLI values recorded before the flip.
 	// +listType=atomic
 	// +optional

@@ -161,6 +161,11 @@ func (in *GateSpec) DeepCopyInto(out *GateSpec) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.Window != nil {
+		in, out := &in.Window, &out.Window
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.SLIs != nil {
 		in, out := &in.SLIs, &out.SLIs
 		*out = make([]SLI, len(*in))
@@ -259,6 +264,11 @@ func (in *MeshMigrationSpec) DeepCopyInto(out *MeshMigrationSpec) {
 	}
 	if in.BakeTime != nil {
 		in, out := &in.BakeTime, &out.BakeTime
+		*out = new(v1.Duration)
+		**out = **in
+	}
+	if in.ReadyTimeout != nil {
+		in, out := &in.ReadyTimeout, &out.ReadyTimeout
 		*out = new(v1.Duration)
 		**out = **in
 	}
@@ -437,6 +447,18 @@ func (in *WaveStatus) DeepCopyInto(out *WaveStatus) {
 	}
 	if in.FinishedAt != nil {
 		in, out := &in.FinishedAt, &out.FinishedAt
+		*out = (*in).DeepCopy()
+	}
+	if in.BakeStartedAt != nil {
+		in, out := &in.BakeStartedAt, &out.BakeStartedAt
+		*out = (*in).DeepCopy()
+	}
+	if in.LastCheckAt != nil {
+		in, out := &in.LastCheckAt, &out.LastCheckAt
+		*out = (*in).DeepCopy()
+	}
+	if in.RollbackStartedAt != nil {
+		in, out := &in.RollbackStartedAt, &out.RollbackStartedAt
 		*out = (*in).DeepCopy()
 	}
 	if in.Baseline != nil {

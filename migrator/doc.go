@@ -1,0 +1,30 @@
+// Package migrator runs MeshMigrations: it moves namespaces from one dataplane
+// mode to another in waves and rolls a wave back by itself when its SLO gate
+// breaks (DESIGN.md, "The migrator").
+//
+// Per wave: precheck (policies.Decide over every workload with the target mode,
+// capability, degraded PodDisruptionBudgets) → baseline SLIs → flip (the
+// namespace's meshshift.io/mode annotation and the mesh's own labels, in the
+// documented safe order, after recording the previous ones in the
+// meshshift.io/previous-labels annotation; the waypoint Gateway and Service
+// labels where workloads will be ambient-waypoint) → restart (pod-template
+// restartedAt; the workload controllers roll by their own strategy) → wait
+// Ready → bake with the gate → promote, or roll back (restore the record,
+// restart, wait Ready) and stop.
+//
+// Crash safety: each reconcile does one step of the wave's phase, and every step
+// is idempotent. A phase is written to the MeshMigration's status (with an
+// optimistic-concurrency update) before the step that follows it mutates
+// anything, and the namespace record is written before the first label
+// changes. A manager killed at any point resumes the step or undoes it.
+//
+// Metrics (registered with controller-runtime's registry):
+//
+//	meshshift_migration_wave{migration,wave,phase}      1 for the wave's current phase, else 0
+//	meshshift_migration_rollbacks_total{migration,reason} waves rolled back
+//	meshshift_migration_gate_evaluations_total{migration,result} gate checks by result (Pass, Fail, Inconclusive)
+//
+// Imports: api/v1alpha1, policies and signals (data types only),
+// controller-runtime, client-go, the Gateway API types and Prometheus' HTTP
+// API client. It must not import webhook, bpf or cmd.
+package migrator
