@@ -1,0 +1,40 @@
+package agent
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseCgroupPath(t *testing.T) {
+	const uid = "0f5c3a2e-8b1d-4c6e-9a7f-1234567890ab"
+	const cid = "4b825dc642cb6eb9a060e54bf8d69288fbee49044b825dc642cb6eb9a060e54b"
+	tests := []struct {
+		name string
+		path string
+		want PodRef
+		ok   bool
+	}{
+		{"systemd containerd burstable", "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f5c3a2e_8b1d_4c6e_9a7f_1234567890ab.slice/cri-containerd-" + cid + ".scope", PodRef{uid, cid}, true},
+		{"systemd crio besteffort", "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0f5c3a2e_8b1d_4c6e_9a7f_1234567890ab.slice/crio-" + cid + ".scope", PodRef{uid, cid}, true},
+		{"systemd guaranteed pod folder", "kubepods.slice/kubepods-pod0f5c3a2e_8b1d_4c6e_9a7f_1234567890ab.slice", PodRef{UID: uid}, true},
+		{"cgroupfs", "kubepods/burstable/pod" + uid + "/" + cid, PodRef{uid, cid}, true},
+		{"cgroupfs guaranteed", "kubepods/pod" + uid + "/" + cid, PodRef{uid, cid}, true},
+		{"nested in kind", "kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod0f5c3a2e_8b1d_4c6e_9a7f_1234567890ab.slice", PodRef{UID: uid}, true},
+		{"docker scope", "kubepods.slice/kubepods-pod0f5c3a2e_8b1d_4c6e_9a7f_1234567890ab.slice/docker-" + cid + ".scope", PodRef{uid, cid}, true},
+		{"system service", "system.slice/containerd.service", PodRef{}, false},
+		{"root", ".", PodRef{}, false},
+		{"short uid", "kubepods/podabc/x", PodRef{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := ParseCgroupPath(tt.path)
+			if ok != tt.ok {
+				t.Fatalf("ok = %v, want %v", ok, tt.ok)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("ref (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -1,0 +1,32 @@
+// Package agent is meshshift's node agent around the eBPF programs of package
+// bpf: it attributes each cgroup's counters to a pod (cgroup v2 tree walk,
+// kubelet layouts for the systemd and cgroupfs drivers with containerd, CRI-O
+// and Docker), names the pod's namespace and workload from a node-local pod
+// informer, and exports the figures as Prometheus metrics on its own registry
+// and as a per-workload JSON snapshot that signals.AgentSource reads. It also
+// probes what the node's kernel supports and labels the Node.
+//
+// Metrics (labels namespace, pod, workload on every one; cardinality is about
+// 60 series per pod on the node plus one "unattributed" set: traffic whose
+// cgroup is not a pod's, and cgroups beyond bpf.Options.MaxCgroups):
+//
+//	meshshift_tcp_connections_opened_total{direction="active|passive"}
+//	meshshift_tcp_connections_failed_total      connects that never established
+//	meshshift_tcp_connections_closed_total
+//	meshshift_tcp_connections_active            gauge
+//	meshshift_tcp_protocol_connections_total{protocol="http1|http2|tls|other"}
+//	meshshift_tcp_sent_bytes_total, meshshift_tcp_received_bytes_total   payload bytes
+//	meshshift_tcp_retransmits_total             retransmitted segments
+//	meshshift_tcp_resets_sent_total, meshshift_tcp_resets_received_total
+//	meshshift_tcp_rtt_seconds                   histogram, smoothed RTT at close
+//	meshshift_http_requests_total{side="server|client"}
+//	meshshift_http_responses_total{side, status_class="1xx".."5xx"}
+//	meshshift_http_request_duration_seconds{side}   histogram, request's first
+//	                                             byte to response's first byte
+//	meshshift_agent_cgroups_tracked             gauge, no pod labels
+//
+// Histogram buckets are powers of four microseconds (4us .. 16.8s, 12 buckets).
+//
+// This package must not import policies, webhook, migrator or cmd; of signals
+// it uses only the plain snapshot types.
+package agent

@@ -1,0 +1,219 @@
+package agent
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshshift/meshshift/bpf"
+	"github.com/meshshift/meshshift/signals"
+)
+
+var (
+	podLabels   = []string{"namespace", "pod", "workload"}
+	statusNames = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+	sideNames   = [2]string{"server", "client"}
+)
+
+func desc(name, help string, extra ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, append(append([]string{}, podLabels...), extra...), nil)
+}
+
+var (
+	descOpened    = desc("meshshift_tcp_connections_opened_total", "TCP connections established, by direction (active: connected out, passive: accepted).", "direction")
+	descFailed    = desc("meshshift_tcp_connections_failed_total", "TCP connects that never established.")
+	descClosed    = desc("meshshift_tcp_connections_closed_total", "Established TCP connections closed.")
+	descActive    = desc("meshshift_tcp_connections_active", "Established TCP connections not yet closed.")
+	descProto     = desc("meshshift_tcp_protocol_connections_total", "TCP connections by the protocol of their first payload.", "protocol")
+	descSent      = desc("meshshift_tcp_sent_bytes_total", "TCP payload bytes sent.")
+	descRecv      = desc("meshshift_tcp_received_bytes_total", "TCP payload bytes received.")
+	descRetrans   = desc("meshshift_tcp_retransmits_total", "TCP segments retransmitted.")
+	descRstSent   = desc("meshshift_tcp_resets_sent_total", "TCP resets sent.")
+	descRstRecv   = desc("meshshift_tcp_resets_received_total", "TCP resets received.")
+	descRTT       = desc("meshshift_tcp_rtt_seconds", "Smoothed round-trip time of TCP connections, taken when they close.")
+	descRequests  = desc("meshshift_http_requests_total", "HTTP/1.x requests, by side (server: received, client: sent).", "side")
+	descResponses = desc("meshshift_http_responses_total", "HTTP/1.x responses, by side and status class.", "side", "status_class")
+	descDuration  = desc("meshshift_http_request_duration_seconds", "HTTP/1.x latency from the request's first byte to the response's first byte, at the application's socket.", "side")
+	descCgroups   = prometheus.NewDesc("meshshift_agent_cgroups_tracked", "Cgroups with counters in the kernel.", nil, nil)
+)
+
+// exportedBuckets are the kernel buckets whose upper bounds become Prometheus
+// buckets: every other one, powers of four microseconds.
+var exportedBuckets = func() []int {
+	var b []int
+	for i := 1; i < bpf.HistBuckets-1; i += 2 {
+		b = append(b, i)
+	}
+	return b
+}()
+
+func histogram(d *prometheus.Desc, counts []uint64, sumSeconds float64, labels ...string) prometheus.Metric {
+	var total uint64
+	for _, n := range counts {
+		total += n
+	}
+	buckets := make(map[float64]uint64, len(exportedBuckets))
+	var cum uint64
+	next := 0
+	for i, n := range counts {
+		cum += n
+		if next < len(exportedBuckets) && exportedBuckets[next] == i {
+			buckets[float64(bpf.BucketUpperMicros(i))/1e6] = cum
+			next++
+		}
+	}
+	return prometheus.MustNewConstHistogram(d, total, sumSeconds, buckets, labels...)
+}
+
+// metricsCollector exports the collector's last aggregate.
+type metricsCollector struct{ c *Collector }
+
+// Describe implements prometheus.Collector.
+func (m metricsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descOpened, descFailed, descClosed, descActive, descProto, descSent, descRecv,
+		descRetrans, descRstSent, descRstRecv, descRTT, descRequests, descResponses, descDuration, descCgroups} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m metricsCollector) Collect(ch chan<- prometheus.Metric) {
+	agg := m.c.Last()
+	if agg == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descCgroups, prometheus.GaugeValue, float64(agg.Cgroups))
+	for _, p := range agg.Pods {
+		if p.Known {
+			emit(ch, &p.Stats, p.Meta.Namespace, p.Meta.Name, p.Meta.Workload)
+		}
+	}
+	emit(ch, &agg.Unattributed, "", "", "unattributed")
+}
+
+func emit(ch chan<- prometheus.Metric, s *bpf.Stats, l ...string) {
+	c := func(d *prometheus.Desc, v uint64, extra ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append(l[:3:3], extra...)...)
+	}
+	c(descOpened, s.ConnActiveOpened, "active")
+	c(descOpened, s.ConnPassiveOpened, "passive")
+	c(descFailed, s.ConnFailed)
+	c(descClosed, s.ConnClosed)
+	ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(s.ActiveConnections()), l...)
+	for i, name := range bpf.ProtoNames {
+		c(descProto, s.Proto[i], name)
+	}
+	c(descSent, s.BytesSent)
+	c(descRecv, s.BytesReceived)
+	c(descRetrans, s.Retransmits)
+	c(descRstSent, s.ResetsSent)
+	c(descRstRecv, s.ResetsReceived)
+	ch <- histogram(descRTT, s.Rtt[:], float64(s.RttSumUs)/1e6, l...)
+	for side, sn := range sideNames {
+		c(descRequests, s.HttpRequests[side], sn)
+		for cls := 1; cls < 5; cls++ {
+			c(descResponses, s.HttpResponses[side][cls], sn, statusNames[cls])
+		}
+		ch <- histogram(descDuration, s.HttpLatency[side][:], float64(s.HttpLatencySumNs[side])/1e9, append(l[:3:3], sn)...)
+	}
+}
+
+// AgentCounters converts kernel counters to the snapshot's form.
+func AgentCounters(s *bpf.Stats) signals.AgentCounters {
+	out := signals.AgentCounters{
+		ConnectionsOpened: s.ConnActiveOpened + s.ConnPassiveOpened,
+		ConnectionsFailed: s.ConnFailed,
+		ConnectionsClosed: s.ConnClosed,
+		BytesSent:         s.BytesSent,
+		BytesReceived:     s.BytesReceived,
+		Retransmits:       s.Retransmits,
+		ResetsSent:        s.ResetsSent,
+		ResetsReceived:    s.ResetsReceived,
+	}
+	for i, name := range bpf.ProtoNames {
+		if s.Proto[i] > 0 {
+			if out.Protocols == nil {
+				out.Protocols = map[string]uint64{}
+			}
+			out.Protocols[name] = s.Proto[i]
+		}
+	}
+	for side, h := range []*signals.AgentHTTP{&out.Server, &out.Client} {
+		h.Requests = s.HttpRequests[side]
+		h.Responses = s.HttpResponses[side]
+		h.LatencySumSeconds = float64(s.HttpLatencySumNs[side]) / 1e9
+		var seen bool
+		for _, n := range s.HttpLatency[side] {
+			seen = seen || n > 0
+		}
+		if seen {
+			h.LatencyBuckets = append([]uint64(nil), s.HttpLatency[side][:]...)
+		}
+	}
+	return out
+}
+
+// Snapshot builds the per-workload snapshot of an aggregate.
+func Snapshot(node string, agg *Aggregate) *signals.AgentSnapshot {
+	snap := &signals.AgentSnapshot{Node: node, Workloads: []signals.AgentWorkload{}}
+	if agg == nil {
+		return snap
+	}
+	snap.Time = agg.Time
+	type key struct{ ns, wl string }
+	sums := map[key]*bpf.Stats{}
+	pods := map[key]int{}
+	for _, p := range agg.Pods {
+		if !p.Known {
+			continue
+		}
+		k := key{p.Meta.Namespace, p.Meta.Workload}
+		if sums[k] == nil {
+			sums[k] = &bpf.Stats{}
+		}
+		sums[k].Add(&p.Stats)
+		pods[k]++
+	}
+	for k, s := range sums {
+		snap.Workloads = append(snap.Workloads, signals.AgentWorkload{Namespace: k.ns, Workload: k.wl, Pods: pods[k], Counters: AgentCounters(s)})
+	}
+	sort.Slice(snap.Workloads, func(i, j int) bool {
+		a, b := snap.Workloads[i], snap.Workloads[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Workload < b.Workload
+	})
+	snap.Unattributed = AgentCounters(&agg.Unattributed)
+	return snap
+}
+
+// Handler serves /metrics (the agent's own registry), the JSON snapshot at
+// signals.AgentSnapshotPath and /healthz. Each request to the snapshot is
+// answered from the last collection.
+func Handler(node string, c *Collector) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metricsCollector{c})
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc(signals.AgentSnapshotPath, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "method not allowed: use GET", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(Snapshot(node, c.Last()))
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if agg := c.Last(); agg == nil || time.Since(agg.Time) > 5*time.Minute {
+			http.Error(w, "no recent collection", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	return mux
+}
