@@ -45,10 +45,12 @@ type Traffic struct {
 	Protocols []string `cel:"protocols"`
 }
 
-// Variables CEL rules see.
+// Variables CEL rules see. The namespace is `namespaceObject` because
+// `namespace` is a reserved word in CEL (Kubernetes' admission policies use the
+// same name for the same reason).
 const (
 	VarWorkload  = "workload"
-	VarNamespace = "namespace"
+	VarNamespace = "namespaceObject"
 	VarTraffic   = "traffic"
 	VarFeatures  = "features"
 )

@@ -32,7 +32,7 @@ type Workload struct {
 	CurrentMode v1alpha1.Mode `cel:"-"`
 }
 
-// Namespace is the pod's namespace. CEL rules see it as `namespace`.
+// Namespace is the pod's namespace. CEL rules see it as `namespaceObject`.
 type Namespace struct {
 	Name        string            `cel:"name"`
 	Labels      map[string]string `cel:"labels"`

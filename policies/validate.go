@@ -111,7 +111,7 @@ func validate(dp *v1alpha1.DataplanePolicy) ([]cel.Program, field.ErrorList) {
 		wp := ip.Child("when")
 		switch {
 		case strings.TrimSpace(r.When) == "":
-			errs = append(errs, field.Required(wp, "a CEL expression over workload, namespace, traffic and features that evaluates to bool"))
+			errs = append(errs, field.Required(wp, "a CEL expression over workload, namespaceObject, traffic and features that evaluates to bool"))
 		case len(r.When) > MaxRuleLength:
 			errs = append(errs, field.TooLong(wp, "", MaxRuleLength))
 		default:

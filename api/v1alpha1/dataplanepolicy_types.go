@@ -31,7 +31,8 @@ type DataplanePolicySpec struct {
 	AllowedModes []AllowedModes `json:"allowedModes,omitempty"`
 
 	// rules are tried in order; the first whose CEL expression is true decides.
-	// Expressions see `workload`, `namespace`, `traffic` and `features`.
+	// Expressions see `workload`, `namespaceObject`, `traffic` and `features`
+	// (`namespace` is a reserved word in CEL).
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=128
