@@ -131,4 +131,3 @@ func LabelNode(ctx context.Context, cs kubernetes.Interface, node string, c Capa
 	}
 	return nil
 }
-
