@@ -17,6 +17,10 @@ the same way on every dataplane with its eBPF node agent.`,
 	root.AddCommand(
 		newVersionCommand(),
 		newManagerCommand(),
+		newAgentCommand(),
+		newPlanCommand(),
+		newExplainCommand(),
+		newPrecheckCommand(),
 	)
 	return root
 }
