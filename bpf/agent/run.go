@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cilium/ebpf/rlimit"
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 
@@ -23,6 +24,10 @@ type Config struct {
 	Listen string
 	// Interval between collections (1 s to 10 min).
 	Interval time.Duration
+	// CgroupRoot is the host's cgroup v2 mount as the agent sees it; empty
+	// means the first cgroup2 mount in /proc/mounts (right on a host, wrong in
+	// a container with its own cgroup namespace: mount the host's and name it).
+	CgroupRoot string
 	// MaxCgroups is bpf.Options.MaxCgroups.
 	MaxCgroups int
 	// Clientset, when set, names pods through a node-local informer and
@@ -53,6 +58,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log := cfg.Log
+	var err error
 	caps := Probe()
 	log.Info("probed kernel", "release", caps.Release, "level", caps.Level(), "btf", caps.BTF,
 		"cgroup2", caps.Cgroup2, "sockops", caps.SockOps, "cgroupskb", caps.CgroupSKB, "tpbtf", caps.TPBTF, "tcx", caps.TCX)
@@ -64,9 +70,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if caps.Level() == signals.EBPFNone {
 		return fmt.Errorf("kernel %s cannot run the agent: it needs BTF, cgroup v2, sock_ops and cgroup_skb", caps.Release)
 	}
-	mnt, err := bpf.Cgroup2Mount()
-	if err != nil {
-		return err
+	mnt := cfg.CgroupRoot
+	if mnt == "" {
+		if mnt, err = bpf.Cgroup2Mount(); err != nil {
+			return err
+		}
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+		log.Error(err, "cannot lift the memlock limit")
 	}
 	objs, err := bpf.Load(bpf.Options{MaxCgroups: cfg.MaxCgroups})
 	if err != nil {

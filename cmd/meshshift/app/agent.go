@@ -18,6 +18,7 @@ type agentOptions struct {
 	listen     string
 	interval   time.Duration
 	maxCgroups int
+	cgroupRoot string
 	standalone bool
 	zap        ctrlzap.Options
 }
@@ -30,7 +31,7 @@ func newAgentCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := ctrlzap.New(ctrlzap.UseFlagOptions(&o.zap))
-			cfg := agent.Config{Node: o.node, Listen: o.listen, Interval: o.interval, MaxCgroups: o.maxCgroups, Log: log}
+			cfg := agent.Config{Node: o.node, Listen: o.listen, Interval: o.interval, MaxCgroups: o.maxCgroups, CgroupRoot: o.cgroupRoot, Log: log}
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
@@ -52,6 +53,7 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&o.listen, "listen", ":9990", "address of /metrics, /snapshot and /healthz")
 	f.DurationVar(&o.interval, "interval", 5*time.Second, "how often the kernel counters are read (1s to 10m)")
 	f.IntVar(&o.maxCgroups, "max-cgroups", 0, "cgroups counted separately; 0 means 4096 (kernel memory about 1 KiB per cgroup per CPU)")
+	f.StringVar(&o.cgroupRoot, "cgroup-root", "", "the host's cgroup v2 mount; empty means the first cgroup2 mount in /proc/mounts")
 	f.BoolVar(&o.standalone, "standalone", false, "run without the API server: no pod names, no node labels")
 	zfs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(zfs)
