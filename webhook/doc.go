@@ -1,0 +1,40 @@
+// Package webhook is meshshift's admission side: the mutating Pod webhook that
+// writes each new pod's dataplane decision as the labels the installed mesh
+// understands, the validating webhooks for Pods, Namespaces, DataplanePolicies
+// and MeshMigrations, the self-managed serving certificates, and the
+// missed-decision detector that reports pods admitted while the webhook was down.
+//
+// Setup wires all of it into a controller-runtime manager:
+//
+//	err := webhook.Setup(mgr, webhook.Options{
+//		Namespace:        "meshshift-system",
+//		Port:             9443,
+//		MigratorUsername: "system:serviceaccount:meshshift-system:meshshift-manager",
+//	})
+//
+// Setup must be called before mgr.Start. With Options.CertMode CertModeSelf (the
+// default) it creates or renews the CA and serving certificate in the Secret
+// Options.SecretName before it returns, so the server has a certificate as soon
+// as it listens; the caBundle of both webhook configurations
+// (Options.MutatingConfigName, Options.ValidatingConfigName) is patched then and
+// on every check. Tests that run the webhook against a real API server install
+// the shipped configurations from config/webhook with their clientConfig turned
+// into a URL on 127.0.0.1 (InstallConfigurations does that).
+//
+// The admission path does no network call: namespaces and DataplanePolicies come
+// from the manager's informer cache (policies are compiled once per generation),
+// mesh features from a FeatureSource (signals.Index), traffic from the latest
+// signals.TrafficSnapshot, capabilities from Options.Capabilities. Missing or
+// stale data is passed to policies.Decide as such.
+//
+// Metrics (registered in controller-runtime's metrics registry):
+//
+//	meshshift_webhook_decisions_total{mode,rule}         counter: pods decided by the mutating webhook
+//	meshshift_webhook_rejections_total{kind,reason}      counter: requests denied by a validating webhook
+//	meshshift_webhook_decision_duration_seconds          histogram: time to gather inputs, decide and build the patch
+//	meshshift_webhook_missed_decisions                   gauge: pods in decided namespaces without meshshift.io/decision
+//
+// Imports: api/v1alpha1, policies, signals, controller-runtime and client-go. It
+// must not import migrator, bpf or cmd; the migrator reads what this package
+// writes (labels, annotations, MeshMigration status) through the API.
+package webhook

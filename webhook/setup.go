@@ -1,0 +1,221 @@
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/meshshift/meshshift/api/v1alpha1"
+)
+
+// Paths the handlers are served on (config/webhook/manifests.yaml).
+const (
+	PathMutatePod               = "/mutate-v1-pod"
+	PathValidatePod             = "/validate-v1-pod"
+	PathValidateNamespace       = "/validate-v1-namespace"
+	PathValidateDataplanePolicy = "/validate-meshshift-io-v1alpha1-dataplanepolicy"
+	PathValidateMeshMigration   = "/validate-meshshift-io-v1alpha1-meshmigration"
+)
+
+// Names of the shipped objects (config/webhook).
+const (
+	DefaultNamespace            = "meshshift-system"
+	DefaultServiceName          = "meshshift-webhook"
+	DefaultSecretName           = "meshshift-webhook-cert"
+	DefaultMutatingConfigName   = "00-meshshift-mutating"
+	DefaultValidatingConfigName = "meshshift-validating"
+	DefaultPort                 = 9443
+)
+
+// CertMode says where the serving certificate comes from.
+type CertMode string
+
+const (
+	// CertModeSelf: the manager keeps a CA and serving certificate in a Secret
+	// and patches the caBundle (CertManager).
+	CertModeSelf CertMode = "self"
+	// CertModeCertManager: cert-manager writes the certificate; the server
+	// reloads tls.crt/tls.key from CertDir when they change.
+	CertModeCertManager CertMode = "cert-manager"
+)
+
+// Options configure Setup. Zero values take the defaults named on each field.
+type Options struct {
+	// Host and Port the webhook server listens on ("" = all interfaces, DefaultPort).
+	Host string
+	Port int
+	// Namespace is meshshift's own namespace (the Secret lives there; its pods
+	// are never decided). Default DefaultNamespace.
+	Namespace string
+	// ServiceName names the Service in front of the webhook; the serving
+	// certificate is issued for <ServiceName>.<Namespace>.svc. Default DefaultServiceName.
+	ServiceName string
+	// SecretName, MutatingConfigName, ValidatingConfigName default to the Default* names.
+	SecretName, MutatingConfigName, ValidatingConfigName string
+	// CertMode defaults to CertModeSelf. CertDir is read with CertModeCertManager.
+	CertMode CertMode
+	CertDir  string
+	// CertIPs are extra IP SANs of the self-managed serving certificate (for a
+	// clientConfig.url on an IP, as tests use).
+	CertIPs []net.IP
+	// CertCheckInterval, CertValidity, CAValidity and CAPropagationDelay tune
+	// CertManager (its Default* constants when zero).
+	CertCheckInterval, CertValidity, CAValidity, CAPropagationDelay time.Duration
+	// MigratorUsername may change the mesh metadata of namespaces an active
+	// wave owns ("system:serviceaccount:<ns>:<name>").
+	MigratorUsername string
+	// Features, Traffic and Capabilities feed the decision; nil means no data.
+	Features     FeatureSource
+	Traffic      TrafficSource
+	Capabilities CapabilitySource
+	// Clock is read per decision and by CertManager; nil means the real clock.
+	Clock clock.Clock
+	// DisableDetector leaves the missed-decision detector out.
+	DisableDetector bool
+}
+
+func (o *Options) setDefaults() {
+	def := func(s *string, d string) {
+		if *s == "" {
+			*s = d
+		}
+	}
+	def(&o.Namespace, DefaultNamespace)
+	def(&o.ServiceName, DefaultServiceName)
+	def(&o.SecretName, DefaultSecretName)
+	def(&o.MutatingConfigName, DefaultMutatingConfigName)
+	def(&o.ValidatingConfigName, DefaultValidatingConfigName)
+	if o.Port == 0 {
+		o.Port = DefaultPort
+	}
+	if o.CertMode == "" {
+		o.CertMode = CertModeSelf
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+}
+
+// Webhooks are the parts Setup built, for callers that need them (tests, the CLI).
+type Webhooks struct {
+	Server   ctrlwebhook.Server
+	Certs    *CertManager // nil with CertModeCertManager
+	Policies *PolicyStore
+	Inputs   *Inputs
+	Detector *Detector
+}
+
+// Setup adds meshshift's admission webhooks, their serving certificates and
+// the missed-decision detector to mgr. Call it before mgr.Start.
+func Setup(mgr ctrl.Manager, opts Options) error {
+	_, err := New(mgr, opts)
+	return err
+}
+
+// New is Setup returning what it built.
+func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
+	opts.setDefaults()
+	log := mgr.GetLogger().WithName("webhook")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	store := NewPolicyStore(log.WithName("policies"))
+	inf, err := mgr.GetCache().GetInformer(ctx, &v1alpha1.DataplanePolicy{})
+	if err != nil {
+		return nil, fmt.Errorf("get dataplanepolicy informer: %w", err)
+	}
+	if _, err := inf.AddEventHandler(store.EventHandler()); err != nil {
+		return nil, fmt.Errorf("watch dataplanepolicies: %w", err)
+	}
+	for _, obj := range []client.Object{&corev1.Namespace{}, &v1alpha1.MeshMigration{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			return nil, fmt.Errorf("get %T informer: %w", obj, err)
+		}
+	}
+	synced := &atomic.Bool{}
+	if err := mgr.Add(&cacheSyncWaiter{wait: mgr.GetCache().WaitForCacheSync, synced: synced}); err != nil {
+		return nil, fmt.Errorf("add cache sync waiter: %w", err)
+	}
+	in := &Inputs{Cache: mgr.GetCache(), Policies: store, Features: opts.Features, Traffic: opts.Traffic,
+		Capabilities: opts.Capabilities, Clock: opts.Clock, Ready: synced.Load}
+	w := &Webhooks{Policies: store, Inputs: in}
+
+	srvOpts := ctrlwebhook.Options{Host: opts.Host, Port: opts.Port}
+	switch opts.CertMode {
+	case CertModeSelf:
+		w.Certs = &CertManager{
+			Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, SecretName: opts.SecretName,
+			DNSNames: []string{
+				opts.ServiceName + "." + opts.Namespace + ".svc",
+				opts.ServiceName + "." + opts.Namespace + ".svc.cluster.local",
+			},
+			IPAddresses:        opts.CertIPs,
+			MutatingConfigName: opts.MutatingConfigName, ValidatingConfigName: opts.ValidatingConfigName,
+			CAValidity: opts.CAValidity, CertValidity: opts.CertValidity, CheckInterval: opts.CertCheckInterval,
+			CAPropagationDelay: opts.CAPropagationDelay, Clock: opts.Clock, Log: log.WithName("certs"),
+		}
+		if err := w.Certs.Ensure(ctx); err != nil {
+			return nil, fmt.Errorf("set up serving certificate: %w", err)
+		}
+		if err := mgr.Add(w.Certs); err != nil {
+			return nil, fmt.Errorf("add certificate manager: %w", err)
+		}
+		get := w.Certs.GetCertificate
+		srvOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = get }}
+	case CertModeCertManager:
+		if opts.CertDir == "" {
+			return nil, errors.New("webhook options: CertDir is required with cert mode " + string(CertModeCertManager))
+		}
+		srvOpts.CertDir = opts.CertDir
+	default:
+		return nil, fmt.Errorf("webhook options: cert mode %q is not supported: use %q or %q", opts.CertMode, CertModeSelf, CertModeCertManager)
+	}
+	w.Server = ctrlwebhook.NewServer(srvOpts)
+	w.Server.Register(PathMutatePod, &admission.Webhook{Handler: &PodMutator{Inputs: in}})
+	w.Server.Register(PathValidatePod, &admission.Webhook{Handler: &PodValidator{Inputs: in}})
+	w.Server.Register(PathValidateNamespace, &admission.Webhook{Handler: &NamespaceValidator{Inputs: in, MigratorUsername: opts.MigratorUsername}})
+	w.Server.Register(PathValidateDataplanePolicy, &admission.Webhook{Handler: DataplanePolicyValidator{}})
+	w.Server.Register(PathValidateMeshMigration, &admission.Webhook{Handler: &MeshMigrationValidator{Inputs: in}})
+	if err := mgr.Add(w.Server); err != nil {
+		return nil, fmt.Errorf("add webhook server: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("webhook", w.Server.StartedChecker()); err != nil {
+		return nil, fmt.Errorf("add webhook ready check: %w", err)
+	}
+	if !opts.DisableDetector {
+		w.Detector = &Detector{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("meshshift-webhook"),
+			Skipped: SkippedNamespaces(opts.Namespace)}
+		if err := w.Detector.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("set up missed-decision detector: %w", err)
+		}
+	}
+	return w, nil
+}
+
+// cacheSyncWaiter flips synced once the informer caches are synced, on every
+// replica (not only the leader).
+type cacheSyncWaiter struct {
+	wait   func(context.Context) bool
+	synced *atomic.Bool
+}
+
+func (c *cacheSyncWaiter) Start(ctx context.Context) error {
+	if c.wait(ctx) {
+		c.synced.Store(true)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (c *cacheSyncWaiter) NeedLeaderElection() bool { return false }

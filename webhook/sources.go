@@ -1,0 +1,112 @@
+package webhook
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/policies"
+	"github.com/meshshift/meshshift/signals"
+)
+
+// FeatureSource answers which mesh objects select a pod that may not exist yet.
+// *signals.Index implements it. It must answer from memory.
+type FeatureSource interface {
+	AppendFeatures(dst signals.Features, ns string, podLabels map[string]string) signals.Features
+}
+
+// TrafficSource returns the latest traffic snapshot, or nil when there is none.
+// It must not block.
+type TrafficSource func() *signals.TrafficSnapshot
+
+// CapabilitySource returns what the cluster can serve. It must not block.
+type CapabilitySource func() signals.Capabilities
+
+// StaticCapabilities is a CapabilitySource that always answers c.
+func StaticCapabilities(c signals.Capabilities) CapabilitySource {
+	return func() signals.Capabilities { return c }
+}
+
+// PolicyStore holds the compiled DataplanePolicies, each compiled once per
+// generation. Readers get an immutable snapshot without locking. Invalid
+// policies are left out (the validating webhook keeps them from being stored;
+// one that slipped through is logged and ignored).
+type PolicyStore struct {
+	log      logr.Logger
+	mu       sync.Mutex
+	byName   map[string]*policies.Policy
+	snapshot atomic.Pointer[[]*policies.Policy]
+}
+
+// NewPolicyStore returns an empty store.
+func NewPolicyStore(log logr.Logger) *PolicyStore {
+	s := &PolicyStore{log: log, byName: map[string]*policies.Policy{}}
+	s.publish()
+	return s
+}
+
+// Policies is the current set, sorted by name. Do not change it.
+func (s *PolicyStore) Policies() []*policies.Policy { return *s.snapshot.Load() }
+
+// Upsert compiles and stores dp unless the stored one has the same generation.
+func (s *PolicyStore) Upsert(dp *v1alpha1.DataplanePolicy) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.byName[dp.Name]; old != nil && old.Generation() == dp.Generation {
+		return
+	}
+	p, errs := policies.Compile(dp)
+	if len(errs) > 0 {
+		s.log.Info("ignoring invalid DataplanePolicy", "policy", klog.KObj(dp), "error", errs.ToAggregate().Error())
+		delete(s.byName, dp.Name)
+	} else {
+		s.byName[dp.Name] = p
+	}
+	s.publish()
+}
+
+// Delete forgets the policy called name.
+func (s *PolicyStore) Delete(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byName, name)
+	s.publish()
+}
+
+func (s *PolicyStore) publish() {
+	out := make([]*policies.Policy, 0, len(s.byName))
+	for _, p := range s.byName {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	s.snapshot.Store(&out)
+}
+
+// EventHandler feeds the store from a DataplanePolicy informer.
+func (s *PolicyStore) EventHandler() cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if dp, ok := obj.(*v1alpha1.DataplanePolicy); ok {
+				s.Upsert(dp)
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if dp, ok := obj.(*v1alpha1.DataplanePolicy); ok {
+				s.Upsert(dp)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if dp, ok := obj.(*v1alpha1.DataplanePolicy); ok {
+				s.Delete(dp.Name)
+			}
+		},
+	}
+}
