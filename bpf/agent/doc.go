@@ -6,9 +6,11 @@
 // and as a per-workload JSON snapshot that signals.AgentSource reads. It also
 // probes what the node's kernel supports and labels the Node.
 //
-// Metrics (labels namespace, pod, workload on every one; cardinality is about
-// 60 series per pod on the node plus one "unattributed" set: traffic whose
-// cgroup is not a pod's, and cgroups beyond bpf.Options.MaxCgroups):
+// Metrics (labels namespace, pod, workload on every one). Cardinality per pod
+// on the node: at most 15 TCP series plus the RTT histogram (once a
+// connection closed), and per HTTP side the pod used (saw a request or a
+// response) 6 series plus a histogram; plus one "unattributed" set: traffic
+// whose cgroup is not a pod's, and cgroups beyond bpf.Options.MaxCgroups:
 //
 //	meshshift_tcp_connections_opened_total{direction="active|passive"}
 //	meshshift_tcp_connections_failed_total      connects that never established

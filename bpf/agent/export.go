@@ -112,8 +112,19 @@ func emit(ch chan<- prometheus.Metric, s *bpf.Stats, l ...string) {
 	c(descRetrans, s.Retransmits)
 	c(descRstSent, s.ResetsSent)
 	c(descRstRecv, s.ResetsReceived)
-	ch <- histogram(descRTT, s.Rtt[:], float64(s.RttSumUs)/1e6, l...)
+	if s.ConnClosed > 0 {
+		ch <- histogram(descRTT, s.Rtt[:], float64(s.RttSumUs)/1e6, l...)
+	}
 	for side, sn := range sideNames {
+		// A side the pod never used has no HTTP series at all (most pods
+		// only serve or only call): absent means no HTTP/1.x seen.
+		var responses uint64
+		for _, n := range s.HttpResponses[side] {
+			responses += n
+		}
+		if s.HttpRequests[side] == 0 && responses == 0 {
+			continue
+		}
 		c(descRequests, s.HttpRequests[side], sn)
 		for cls := 1; cls < 5; cls++ {
 			c(descResponses, s.HttpResponses[side][cls], sn, statusNames[cls])

@@ -1,5 +1,181 @@
 package main
 
-import "errors"
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
 
-func runRSS(n int) error { return errors.New("not wired yet") }
+	"github.com/meshshift/meshshift/bpf"
+	"github.com/meshshift/meshshift/bpf/agent"
+	"github.com/meshshift/meshshift/signals"
+)
+
+// agentMemLimit is the GOMEMLIMIT of the agent's DaemonSet.
+const agentMemLimit = 40 << 20
+
+// runRSS gives n kubelet-shaped pod cgroups one connection each, runs the
+// agent's collector and both endpoints over them, and prints the process's
+// resident set size.
+func runRSS(n int) (err error) {
+	limit := "GOMEMLIMIT=" + os.Getenv("GOMEMLIMIT")
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The soft memory limit config/agent/daemonset.yaml gives the agent.
+		debug.SetMemoryLimit(agentMemLimit)
+		limit = fmt.Sprintf("memlimit=%dMiB", agentMemLimit>>20)
+	}
+	mnt, err := bpf.Cgroup2Mount()
+	if err != nil {
+		return err
+	}
+	orig, err := currentCgroup(mnt)
+	if err != nil {
+		return err
+	}
+	_, parent, undo, err := benchCgroup("meshshift-rss-")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, undo()) }()
+	// benchCgroup moved us into parent; the pods are its children, and a
+	// cgroup with processes cannot have children that do: go back first.
+	if err := moveTo(orig); err != nil {
+		return err
+	}
+
+	objs, err := bpf.Load(bpf.Options{MaxCgroups: n + 16})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, objs.Close()) }()
+	if _, err := objs.AttachCgroup(parent); err != nil {
+		return err
+	}
+
+	pods := agent.StaticPods{}
+	var ln net.Listener
+	for i := range n {
+		uid := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+		cg := filepath.Join(parent, "kubepods", "besteffort", "pod"+uid)
+		if err := os.MkdirAll(cg, 0o755); err != nil {
+			return fmt.Errorf("create cgroup: %w", err)
+		}
+		pods[uid] = agent.PodMeta{Namespace: fmt.Sprintf("ns-%d", i%20), Name: fmt.Sprintf("pod-%d", i), Workload: fmt.Sprintf("wl-%d", i%100)}
+		if err := moveTo(cg); err != nil {
+			return err
+		}
+		if i == 0 {
+			if ln, err = startEcho(); err != nil {
+				return errors.Join(err, moveTo(orig))
+			}
+		}
+		err := exchange(ln.Addr().String())
+		if err2 := moveTo(orig); err != nil || err2 != nil {
+			return errors.Join(err, err2)
+		}
+	}
+	defer ln.Close()
+
+	col := agent.NewCollector(objs, parent, pods, nil)
+	h := agent.Handler("bench", col)
+	var agg *agent.Aggregate
+	for range 5 {
+		if agg, err = col.Collect(); err != nil {
+			return err
+		}
+		for _, path := range []string{"/metrics", signals.AgentSnapshotPath} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+			if rec.Code != 200 {
+				return fmt.Errorf("%s: status %d", path, rec.Code)
+			}
+		}
+	}
+	known := 0
+	for _, p := range agg.Pods {
+		if p.Known && p.Stats.ConnActiveOpened+p.Stats.ConnPassiveOpened > 0 {
+			known++
+		}
+	}
+	if known != n {
+		return fmt.Errorf("collector attributed traffic to %d pods, want %d", known, n)
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	rss, hwm, err := memory()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("agent: cgroups=%d tracked=%d %s rss_mib=%.1f peak_rss_mib=%.1f\n", n, agg.Cgroups, limit, rss, hwm)
+	return nil
+}
+
+func startEcho() (net.Listener, error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.CopyN(c, c, int64(len(request)))
+			}()
+		}
+	}()
+	return ln, nil
+}
+
+func exchange(addr string) error {
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer c.Close()
+	if _, err := c.Write(request); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	_, err = io.ReadFull(c, make([]byte, len(request)))
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	return nil
+}
+
+// memory returns VmRSS and VmHWM in MiB.
+func memory() (rss, hwm float64, err error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, 0, fmt.Errorf("open status: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("parse %s: %w", k, err)
+		}
+		if k == "VmRSS" {
+			rss = kb / 1024
+		} else {
+			hwm = kb / 1024
+		}
+	}
+	return rss, hwm, sc.Err()
+}
