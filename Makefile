@@ -64,3 +64,16 @@ demo: deps assets ## Run the demo (for now: the control-plane smoke scenario, ex
 	@echo "demo: starting a real kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok with 2 fake nodes;"
 	@echo "demo: a Deployment of 3 replicas rolls out, then a restartedAt change rolls it again — the machinery the migrator uses."
 	$(GO) test -count=1 -v -run TestDeploymentRollsUnderKwok ./test/harness/
+
+##@ Node agent (issue 5: bpf/, test/bench/agentbench) — block owned by the agent's part
+.PHONY: generate-bpf bench-agent bench-agent-rss
+generate: generate-bpf
+generate-bpf: ## Regenerate bpf/*_bpfel.{go,o} (amd64, arm64) with Debian's clang-19 via bpf2go.
+	hack/deps.sh clang
+	$(GO) generate ./bpf/
+
+bench-agent: ## eBPF overhead on loopback, alternating with/without the programs; last line "agent: stream_ratio=… rr_ratio=… crr_ratio=… ns_per_run=…" (root).
+	$(GO) run ./test/bench/agentbench -rounds 10 -run 300ms
+
+bench-agent-rss: ## The agent's RSS with 1,000 kubelet-shaped pod cgroups tracked (root).
+	$(GO) run ./test/bench/agentbench -rss -cgroups 1000
