@@ -9,7 +9,5 @@ import (
 )
 
 func main() {
-	if err := app.NewRootCommand().Execute(); err != nil {
-		os.Exit(1)
-	}
+	os.Exit(app.Execute())
 }

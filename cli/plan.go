@@ -1,0 +1,319 @@
+package cli
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/policies"
+	"github.com/meshshift/meshshift/signals"
+)
+
+// Options are what plan, explain and precheck are asked.
+type Options struct {
+	// Target, when set, plans a migration toward this mode: every selected
+	// namespace is treated as if the migrator had written its
+	// meshshift.io/mode annotation. Empty decides the objects as they are.
+	Target meshv1alpha1.Mode
+	// Namespaces limits the plan to these namespaces; empty means all.
+	Namespaces []string
+	// Waves is how many waves to propose (default 3).
+	Waves int
+	// Ztunnel and Cilium override what the objects say about the cluster.
+	Ztunnel, Cilium *bool
+	// Now is the clock reading used to judge traffic staleness.
+	Now time.Time
+}
+
+// Sidecar resource requests assumed when a workload names none (Istio's
+// defaults for istio-proxy).
+var (
+	DefaultSidecarCPU    = resource.MustParse("100m")
+	DefaultSidecarMemory = resource.MustParse("128Mi")
+)
+
+// Row is one workload's decision in a plan.
+type Row struct {
+	Namespace   string             `json:"namespace"`
+	Workload    string             `json:"workload"`
+	Kind        string             `json:"kind"`
+	Replicas    int32              `json:"replicas"`
+	CurrentMode string             `json:"currentMode"`
+	Mode        meshv1alpha1.Mode  `json:"mode"`
+	Rule        string             `json:"rule"`
+	Reason      string             `json:"reason"`
+	Waypoint    string             `json:"waypoint,omitempty"`
+	Policy      string             `json:"policy"`
+	Warnings    []string           `json:"warnings,omitempty"`
+	Changes     bool               `json:"changes"`
+	Wave        int                `json:"wave,omitempty"`
+	FreedCPU    *resource.Quantity `json:"freedCPU,omitempty"`
+	FreedMemory *resource.Quantity `json:"freedMemory,omitempty"`
+}
+
+// Wave is one proposed wave: namespaces flipped together.
+type Wave struct {
+	Index      int      `json:"index"`
+	Namespaces []string `json:"namespaces"`
+	// Workloads is how many workloads change mode in the wave.
+	Workloads int `json:"workloads"`
+	// Risk scores what could go wrong: 1 per workload going ambient, 2 per
+	// workload going to Cilium, 3 per workload needing a waypoint, 5 per
+	// workload a blocker keeps on its sidecar in a flipped namespace.
+	Risk        int               `json:"risk"`
+	FreedCPU    resource.Quantity `json:"freedCPU"`
+	FreedMemory resource.Quantity `json:"freedMemory"`
+}
+
+// Plan is the decisions and the proposed waves.
+type Plan struct {
+	Rows  []Row    `json:"rows"`
+	Waves []Wave   `json:"waves"`
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Evaluated is one workload with the exact input Decide was called with and
+// its answer.
+type Evaluated struct {
+	W        *WorkloadInfo
+	Input    policies.Input
+	Decision policies.Decision
+	// Current is the mode the workload runs in now ("" when unknown).
+	Current meshv1alpha1.Mode
+}
+
+// selected reports whether a namespace is in the options' scope.
+func (o *Options) selected(ns string) bool {
+	return len(o.Namespaces) == 0 || slices.Contains(o.Namespaces, ns)
+}
+
+// capabilities are the inventory's, with the options' overrides.
+func (inv *Inventory) capabilities(o *Options) signals.Capabilities {
+	c := inv.Capabilities
+	if o.Ztunnel != nil {
+		c.Ztunnel = *o.Ztunnel
+	}
+	if o.Cilium != nil {
+		c.Cilium = *o.Cilium
+	}
+	return c
+}
+
+// Input builds Decide's input for one workload.
+func (inv *Inventory) Input(w *WorkloadInfo, o *Options) policies.Input {
+	nsObj := inv.Namespaces[w.Namespace]
+	ns := policies.Namespace{Name: w.Namespace}
+	if nsObj != nil {
+		ns.Labels, ns.Annotations = nsObj.Labels, nsObj.Annotations
+	}
+	if o.Target != "" && !slices.Contains(policies.SystemNamespaces, w.Namespace) {
+		ann := make(map[string]string, len(ns.Annotations)+1)
+		for k, v := range ns.Annotations {
+			ann[k] = v
+		}
+		ann[meshv1alpha1.AnnotationMode] = string(o.Target)
+		ns.Annotations = ann
+	}
+	t := &w.Template
+	ownerKind := map[string]string{"Deployment": "ReplicaSet", "StatefulSet": "StatefulSet", "DaemonSet": "DaemonSet"}[w.Kind]
+	ownerName := ""
+	if ownerKind != "" {
+		ownerName = w.Name
+	}
+	name := t.Name
+	if name == "" {
+		name = w.Name
+	}
+	in := policies.Input{
+		Workload: policies.Workload{
+			Name: name, Namespace: w.Namespace, Labels: t.Labels, Annotations: t.Annotations,
+			HostNetwork: t.Spec.HostNetwork, OwnerKind: ownerKind, OwnerName: ownerName, Workload: w.Name,
+		},
+		Namespace:    ns,
+		Features:     inv.Index.FeaturesFor(w.Namespace, t.Labels),
+		Now:          o.Now,
+		Capabilities: inv.capabilities(o),
+		Policy:       policies.Select(inv.Policies, ns.Labels),
+	}
+	if tr, ok := inv.Traffic.Lookup(w.Namespace, w.Name); ok {
+		in.Traffic, in.HasTraffic = tr, true
+	}
+	return in
+}
+
+// Evaluate decides every workload in scope with policies.Decide.
+func (inv *Inventory) Evaluate(o *Options) []Evaluated {
+	var out []Evaluated
+	for _, w := range inv.Workloads {
+		if !o.selected(w.Namespace) {
+			continue
+		}
+		in := inv.Input(w, o)
+		// The current mode is read from the objects as they are, without the
+		// simulated target annotation.
+		cur, _ := policies.CurrentMode(&in.Workload, &policies.Namespace{Name: w.Namespace,
+			Labels: inv.Namespaces[w.Namespace].Labels, Annotations: inv.Namespaces[w.Namespace].Annotations})
+		out = append(out, Evaluated{W: w, Input: in, Decision: policies.Decide(in), Current: cur})
+	}
+	return out
+}
+
+// sidecarRequests are the CPU and memory one sidecar of the workload requests:
+// its istio-proxy container's requests, else Istio's proxyCPU/proxyMemory
+// annotations, else Istio's defaults.
+func sidecarRequests(t *corev1.PodTemplateSpec) (cpu, mem resource.Quantity) {
+	cpu, mem = DefaultSidecarCPU.DeepCopy(), DefaultSidecarMemory.DeepCopy()
+	for _, c := range append(slices.Clone(t.Spec.InitContainers), t.Spec.Containers...) {
+		if c.Name != "istio-proxy" {
+			continue
+		}
+		if q, ok := c.Resources.Requests[corev1.ResourceCPU]; ok {
+			cpu = q.DeepCopy()
+		}
+		if q, ok := c.Resources.Requests[corev1.ResourceMemory]; ok {
+			mem = q.DeepCopy()
+		}
+		return cpu, mem
+	}
+	if v, ok := t.Annotations["sidecar.istio.io/proxyCPU"]; ok {
+		if q, err := resource.ParseQuantity(v); err == nil {
+			cpu = q
+		}
+	}
+	if v, ok := t.Annotations["sidecar.istio.io/proxyMemory"]; ok {
+		if q, err := resource.ParseQuantity(v); err == nil {
+			mem = q
+		}
+	}
+	return cpu, mem
+}
+
+func times(q resource.Quantity, n int32) resource.Quantity {
+	if q.Format == resource.BinarySI {
+		return *resource.NewQuantity(q.Value()*int64(n), resource.BinarySI)
+	}
+	return *resource.NewMilliQuantity(q.MilliValue()*int64(n), q.Format)
+}
+
+// BuildPlan decides every workload and proposes waves: the namespaces where
+// at least one workload changes mode, lowest risk first, then most resources
+// freed, then by name, cut into o.Waves waves of near-equal size.
+func BuildPlan(inv *Inventory, o *Options) *Plan {
+	p := &Plan{Notes: inv.Notes}
+	type nsScore struct {
+		name      string
+		risk      int
+		workloads int
+		cpu, mem  resource.Quantity
+	}
+	scores := map[string]*nsScore{}
+	for _, e := range inv.Evaluate(o) {
+		d := &e.Decision
+		cur := string(e.Current)
+		if cur == "" {
+			cur = "unknown"
+		}
+		r := Row{Namespace: e.W.Namespace, Workload: e.W.Name, Kind: e.W.Kind, Replicas: e.W.Replicas,
+			CurrentMode: cur, Mode: d.Mode, Rule: d.Rule, Reason: d.Reason, Waypoint: d.Waypoint,
+			Policy: d.Policy, Warnings: d.Warnings, Changes: e.Current != d.Mode}
+		s := scores[e.W.Namespace]
+		if s == nil {
+			s = &nsScore{name: e.W.Namespace}
+			scores[e.W.Namespace] = s
+		}
+		if r.Changes && !d.Excluded {
+			s.workloads++
+			switch d.Mode {
+			case meshv1alpha1.ModeAmbient:
+				s.risk++
+			case meshv1alpha1.ModeCilium:
+				s.risk += 2
+			case meshv1alpha1.ModeAmbientWaypoint:
+				s.risk += 3
+			}
+			if e.Current == meshv1alpha1.ModeSidecar && d.Mode != meshv1alpha1.ModeSidecar {
+				cpu, mem := sidecarRequests(&e.W.Template)
+				fc, fm := times(cpu, e.W.Replicas), times(mem, e.W.Replicas)
+				r.FreedCPU, r.FreedMemory = &fc, &fm
+				s.cpu.Add(fc)
+				s.mem.Add(fm)
+			}
+		}
+		if d.Rule == policies.RuleDenyAllTrap || d.Rule == policies.RuleFeatureSidecar {
+			s.risk += 5
+		}
+		p.Rows = append(p.Rows, r)
+	}
+	var cands []*nsScore
+	for _, s := range scores {
+		if s.workloads > 0 {
+			cands = append(cands, s)
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		if a.risk != b.risk {
+			return a.risk < b.risk
+		}
+		if c := a.cpu.Cmp(b.cpu); c != 0 {
+			return c > 0
+		}
+		if c := a.mem.Cmp(b.mem); c != 0 {
+			return c > 0
+		}
+		return a.name < b.name
+	})
+	n := o.Waves
+	if n <= 0 {
+		n = 3
+	}
+	if n > len(cands) {
+		n = len(cands)
+	}
+	waveOf := map[string]int{}
+	start := 0
+	for i := 0; i < n; i++ {
+		size := (len(cands) - start) / (n - i)
+		if (len(cands)-start)%(n-i) != 0 {
+			size++
+		}
+		w := Wave{Index: i + 1}
+		for _, s := range cands[start : start+size] {
+			w.Namespaces = append(w.Namespaces, s.name)
+			w.Workloads += s.workloads
+			w.Risk += s.risk
+			w.FreedCPU.Add(s.cpu)
+			w.FreedMemory.Add(s.mem)
+			waveOf[s.name] = i + 1
+		}
+		start += size
+		p.Waves = append(p.Waves, w)
+	}
+	for i := range p.Rows {
+		if p.Rows[i].Changes {
+			p.Rows[i].Wave = waveOf[p.Rows[i].Namespace]
+		}
+	}
+	return p
+}
+
+// Migration returns a MeshMigration running the plan's waves toward target.
+func (p *Plan) Migration(name string, target meshv1alpha1.Mode) (*meshv1alpha1.MeshMigration, error) {
+	if len(p.Waves) == 0 {
+		return nil, fmt.Errorf("no wave to migrate: no workload changes mode")
+	}
+	mm := &meshv1alpha1.MeshMigration{}
+	mm.APIVersion = meshv1alpha1.GroupVersion.String()
+	mm.Kind = "MeshMigration"
+	mm.Name = name
+	mm.Spec.TargetMode = target
+	for _, w := range p.Waves {
+		mm.Spec.Waves = append(mm.Spec.Waves, meshv1alpha1.WaveSpec{Name: fmt.Sprintf("wave-%d", w.Index), Namespaces: w.Namespaces})
+	}
+	return mm, nil
+}
