@@ -1,6 +1,8 @@
 package policies
 
 import (
+	"errors"
+
 	"cel.dev/cel-go/common/types"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
@@ -181,41 +183,79 @@ func unmetNeedWarnings(nd *needs, m v1alpha1.Mode) []string {
 }
 
 // evalRules runs the policy's rules in order; the first true one decides.
+// Each chain of rules is one evaluation; when a chain fails (a rule's error,
+// the cost limit) its rules are evaluated one by one to find the first match
+// and report the failing rule.
 func (p *Policy) evalRules(in *Input, warnings []string) (candidate, bool, []string) {
-	t := Traffic{Available: in.HasTraffic, Stale: true}
+	act := activations.Get().(*activation)
+	defer act.release()
+	act.w, act.ns = &in.Workload, &in.Namespace
+	act.t = Traffic{Available: in.HasTraffic, Stale: true}
 	if in.HasTraffic {
 		tr := &in.Traffic
+		t := &act.t
 		t.Stale = tr.Stale(in.Now, p.trafficMaxAge)
 		t.Age = tr.Age(in.Now)
 		t.RequestRate, t.ErrorRate, t.P99Latency = tr.RequestRate, tr.ErrorRate, tr.P99Latency
 		t.ConnectionRate, t.RetransmitRate = tr.ConnectionRate, tr.RetransmitRate
-		if len(tr.Protocols) > 0 {
-			t.Protocols = make([]string, len(tr.Protocols))
-			for i, pr := range tr.Protocols {
-				t.Protocols[i] = string(pr)
-			}
+		t.Protocols = act.protocolArr[:0]
+		for _, pr := range tr.Protocols {
+			t.Protocols = append(t.Protocols, string(pr))
 		}
 	}
-	act := &activation{w: &in.Workload, ns: &in.Namespace, t: &t, features: in.Features.Names()}
-	for i := range p.rules {
-		r := &p.rules[i]
-		out, _, err := r.prg.Eval(act)
-		if err != nil {
-			warnings = append(warnings, "rule "+r.name+" of DataplanePolicy "+p.name+" did not evaluate: "+err.Error())
-			continue
+	act.features = act.featureArr[:0]
+	for i := range in.Features {
+		f := string(in.Features[i].Feature)
+		if n := len(act.features); n == 0 || act.features[n-1] != f {
+			act.features = append(act.features, f)
 		}
-		if out != types.True {
-			continue
+	}
+	cur, curOK := CurrentMode(&in.Workload, &in.Namespace)
+	act.currentMode = string(cur)
+	fast := withinEstimate(in)
+	for ci := range p.chains {
+		ch := &p.chains[ci]
+		prg := ch.limited
+		if fast {
+			prg = ch.fast
 		}
-		rm := p.ruleModes[i]
-		if rm != v1alpha1.RuleModeCurrent {
-			return candidate{mode: v1alpha1.Mode(rm), rule: r.id}, true, warnings
+		out, _, err := prg.Eval(act)
+		if err == nil {
+			i, ok := out.(types.Int)
+			if !ok {
+				err = errNotAnIndex
+			} else if i >= 0 {
+				return p.ruleCandidate(ch.start+int(i), cur, curOK), true, warnings
+			} else {
+				continue
+			}
 		}
-		if m, ok := CurrentMode(&in.Workload, &in.Namespace); ok {
-			return candidate{mode: m, rule: r.id}, true, warnings
+		// Slow path: one rule at a time, with the cost limit.
+		end := min(ch.start+chainLength, len(p.rules))
+		for ri := ch.start; ri < end; ri++ {
+			r := &p.rules[ri]
+			out, _, err := r.prg.Eval(act)
+			if err != nil {
+				warnings = append(warnings, "rule "+r.name+" of DataplanePolicy "+p.name+" did not evaluate: "+err.Error())
+				continue
+			}
+			if out != types.True || (p.ruleModes[ri] == v1alpha1.RuleModeCurrent && !curOK) {
+				continue
+			}
+			return p.ruleCandidate(ri, cur, curOK), true, warnings
 		}
 	}
 	return candidate{}, false, warnings
+}
+
+var errNotAnIndex = errors.New("rule chain did not return an index")
+
+func (p *Policy) ruleCandidate(i int, cur v1alpha1.Mode, curOK bool) candidate {
+	rm := p.ruleModes[i]
+	if rm == v1alpha1.RuleModeCurrent && curOK {
+		return candidate{mode: cur, rule: p.rules[i].id}
+	}
+	return candidate{mode: v1alpha1.Mode(rm), rule: p.rules[i].id}
 }
 
 // finish applies the capability fallback (step 6) and writes the Decision.

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 
+	"cel.dev/cel-go/cel"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -29,6 +31,7 @@ type Policy struct {
 	allowed       []allowedEntry
 	rules         []compiledRule
 	ruleModes     []v1alpha1.RuleMode
+	chains        []ruleChain
 	// out holds the precomputed labels and annotations per rule and mode.
 	out *outputs
 }
@@ -167,8 +170,32 @@ func Compile(dp *v1alpha1.DataplanePolicy) (*Policy, field.ErrorList) {
 		p.rules = append(p.rules, compiledRule{name: r.Name, id: RulePolicyPrefix + r.Name, prg: prgs[i]})
 		p.ruleModes = append(p.ruleModes, r.Mode)
 	}
+	for start := 0; start < len(spec.Rules); start += chainLength {
+		end := min(start+chainLength, len(spec.Rules))
+		var whens []string
+		var current []bool
+		for _, r := range spec.Rules[start:end] {
+			whens = append(whens, r.When)
+			current = append(current, r.Mode == v1alpha1.RuleModeCurrent)
+		}
+		fast, limited, err := compileChain(whens, current)
+		if err != nil {
+			return nil, field.ErrorList{field.InternalError(field.NewPath("spec", "rules"), err)}
+		}
+		p.chains = append(p.chains, ruleChain{start: start, fast: fast, limited: limited})
+	}
 	p.out = newOutputs(p)
 	return p, nil
+}
+
+// chainLength is how many rules one chained program holds (CEL's parser limits
+// nesting depth; one chain is one evaluation).
+const chainLength = 16
+
+// ruleChain evaluates rules[start:start+chainLength] in one program.
+type ruleChain struct {
+	start         int
+	fast, limited cel.Program
 }
 
 func selectorOf(s *metav1.LabelSelector) (labels.Selector, error) {

@@ -54,7 +54,7 @@ func TestValidateDataplanePolicy(t *testing.T) {
 			[]string{`spec.rules[0].when: Invalid value: "traffic.requestRate": CEL: expression must evaluate to bool, not double`}},
 		{"cost too high", v1alpha1.DataplanePolicySpec{Rules: []v1alpha1.Rule{{Name: "a",
 			When: `workload.labels.all(k, workload.labels.all(j, k + j != ""))`, Mode: "none"}}},
-			[]string{`spec.rules[0].when: Invalid value: "workload.labels.all(k, workload.labels.all(j, k + j != \"\"))": CEL: estimated cost 3802627 exceeds the limit 100000`}},
+			[]string{`spec.rules[0].when: Invalid value: "workload.labels.all(k, workload.labels.all(j, k + j != \"\"))": CEL: estimated cost 54134275 exceeds the limit 100000`}},
 		{"namespace is reserved", v1alpha1.DataplanePolicySpec{Rules: []v1alpha1.Rule{{Name: "a", When: `namespace.name == "x"`, Mode: "none"}}},
 			[]string{`spec.rules[0].when: Invalid value: "namespace.name == \"x\"": CEL: ERROR: <input>:1:1: reserved identifier: namespace`}},
 	}
@@ -87,7 +87,7 @@ func TestRuntimeCostLimitStopsARule(t *testing.T) {
 		When: `namespaceObject.name == "shop" && workload.labels.all(k, k.size() > 0)`, Mode: "none"}}})
 	in := baseInput(p)
 	in.Workload.Labels = map[string]string{}
-	for i := range 5000 {
+	for i := range 40000 {
 		in.Workload.Labels[fmt.Sprintf("k%d", i)] = "v"
 	}
 	d := Decide(in)
