@@ -21,6 +21,11 @@ the same way on every dataplane with its eBPF node agent.`,
 		newPlanCommand(),
 		newExplainCommand(),
 		newPrecheckCommand(),
+		newStatusCommand(),
+		newPauseCommand(),
+		newResumeCommand(),
+		newApproveCommand(),
+		newRollbackCommand(),
 	)
 	return root
 }
