@@ -165,8 +165,10 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 			CAValidity: opts.CAValidity, CertValidity: opts.CertValidity, CheckInterval: opts.CertCheckInterval,
 			CAPropagationDelay: opts.CAPropagationDelay, Clock: opts.Clock, Log: log.WithName("certs"),
 		}
+		// Not fatal: the check loop retries, and until a certificate is
+		// loaded the server fails handshakes (failurePolicy Ignore admits).
 		if err := w.Certs.Ensure(ctx); err != nil {
-			return nil, fmt.Errorf("set up serving certificate: %w", err)
+			log.Error(err, "serving certificate not ready; retrying every check interval")
 		}
 		if err := mgr.Add(w.Certs); err != nil {
 			return nil, fmt.Errorf("add certificate manager: %w", err)
