@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -37,4 +38,25 @@ func TestParseCgroupPath(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzParseCgroupPath(f *testing.F) {
+	f.Add("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f5c3a2e_8b1d_4c6e_9a7f_1234567890ab.slice/cri-containerd-4b825dc642cb6eb9a060e54bf8d69288fbee49044b825dc642cb6eb9a060e54b.scope")
+	f.Add("kubepods/besteffort/pod0f5c3a2e-8b1d-4c6e-9a7f-1234567890ab/4b825dc642cb6eb9a060e54bf8d69288fbee49044b825dc642cb6eb9a060e54b")
+	f.Add("system.slice/containerd.service")
+	f.Fuzz(func(t *testing.T, path string) {
+		ref, ok := ParseCgroupPath(path)
+		if !ok {
+			if ref != (PodRef{}) {
+				t.Fatalf("not a pod path but ref %+v", ref)
+			}
+			return
+		}
+		if len(ref.UID) != 36 || strings.ContainsAny(ref.UID, "_ABCDEF") {
+			t.Fatalf("uid %q is not a lower-case dashed UID", ref.UID)
+		}
+		if ref.Container != "" && len(ref.Container) != 64 {
+			t.Fatalf("container id %q is not 64 hex digits", ref.Container)
+		}
+	})
 }

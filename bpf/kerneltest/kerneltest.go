@@ -24,10 +24,13 @@ import (
 // moveMu serialises moving the process between cgroups.
 var moveMu sync.Mutex
 
-// RequireRoot skips the test unless it runs as root with a cgroup v2 mount,
-// saying which is missing.
+// RequireRoot skips the test under -short (the unit-test run) and unless it
+// runs as root with a cgroup v2 mount, saying which is missing.
 func RequireRoot(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("kernel test: skipped under -short")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN, cgroup writes)")
 	}
