@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -215,7 +216,7 @@ func (r *Running) Restart() {
 		Scheme:                 r.Cluster.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Logger:                 zap.New(zap.UseDevMode(true), zap.WriteTo(testWriter{r.t})),
+		Logger:                 zap.New(zap.WriteTo(testWriter{r.t}), zap.StacktraceLevel(zapcore.PanicLevel)),
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
@@ -257,8 +258,10 @@ func WaitDecided(ctx context.Context, c client.Client, ns string) error {
 	var last error
 	for {
 		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Namespace: ns},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "example.invalid/probe:1"}}},
+			// Mode none: a mesh injector behind meshshift leaves the probe alone.
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Namespace: ns, Annotations: map[string]string{"meshshift.io/mode": "none"}},
+			Spec: corev1.PodSpec{ServiceAccountName: "default",
+				Containers: []corev1.Container{{Name: "c", Image: "example.invalid/probe:1"}}},
 		}
 		err := c.Create(ctx, pod, client.DryRunAll)
 		if err == nil {
