@@ -3,10 +3,10 @@ package signals_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
