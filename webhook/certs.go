@@ -73,7 +73,8 @@ type CertManager struct {
 	Log   logr.Logger
 
 	mu      sync.Mutex // one Ensure at a time
-	force   bool
+	force   bool       // issue a new serving certificate on the next Ensure
+	forceCA bool       // and a new CA
 	current atomic.Pointer[tls.Certificate]
 	loaded  []byte // tls.crt of current
 }
@@ -136,6 +137,15 @@ func (m *CertManager) Rotate(ctx context.Context) error {
 	return m.Ensure(ctx)
 }
 
+// RotateCA starts a CA rotation now: a new CA joins the bundle, and the
+// serving certificate moves to it CAPropagationDelay later (on a later check).
+func (m *CertManager) RotateCA(ctx context.Context) error {
+	m.mu.Lock()
+	m.forceCA = true
+	m.mu.Unlock()
+	return m.Ensure(ctx)
+}
+
 // Ensure creates, renews and loads the certificates and patches the CA bundle
 // into the webhook configurations. A webhook configuration that does not exist
 // yet is not an error: it is patched on a later check.
@@ -166,7 +176,7 @@ func (m *CertManager) Ensure(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("write secret %s: %w", key, err)
 		}
-		m.force = false
+		m.force, m.forceCA = false, false
 		m.Log.Info("serving certificate written", "secret", key.String())
 	}
 	if err := m.load(data); err != nil {
@@ -182,7 +192,7 @@ func (m *CertManager) renew(in map[string][]byte) (map[string][]byte, bool, erro
 	bundle, _ := parseCerts(in[SecretKeyCABundle])
 	caKey, _ := parseKey(in[SecretKeyCAKey])
 	changed := false
-	if len(bundle) == 0 || caKey == nil || !publicKeyMatches(bundle[0], caKey) || dueForRenewal(bundle[0], now) {
+	if m.forceCA || len(bundle) == 0 || caKey == nil || !publicKeyMatches(bundle[0], caKey) || dueForRenewal(bundle[0], now) {
 		ca, key, err := newCA(now, caValidity)
 		if err != nil {
 			return nil, false, err
@@ -203,16 +213,23 @@ func (m *CertManager) renew(in map[string][]byte) (map[string][]byte, bool, erro
 
 	leafs, _ := parseCerts(in[SecretKeyCert])
 	leafKey, _ := parseKey(in[SecretKeyKey])
-	reissue := m.force || len(leafs) == 0 || leafKey == nil || !publicKeyMatches(leafs[0], leafKey) ||
-		dueForRenewal(leafs[0], now) || !m.namesMatch(leafs[0])
-	if !reissue && leafs[0].CheckSignatureFrom(ca) != nil {
+	// must: the served certificate is unusable; due: it should be replaced.
+	must := len(leafs) == 0 || leafKey == nil || !publicKeyMatches(leafs[0], leafKey) ||
+		!now.Before(leafs[0].NotAfter) || !m.namesMatch(leafs[0])
+	due := m.force || (!must && dueForRenewal(leafs[0], now))
+	// The API server may not trust a new CA yet: until CAPropagationDelay
+	// after it joined the bundle, a usable certificate signed by an older CA
+	// of the bundle is kept.
+	propagated := !now.Before(ca.NotBefore.Add(certBackdate + orDefault(m.CAPropagationDelay, DefaultCAPropagationDelay)))
+	if !must && leafs[0].CheckSignatureFrom(ca) != nil {
 		signedByBundle := false
 		for _, c := range bundle[1:] {
 			signedByBundle = signedByBundle || leafs[0].CheckSignatureFrom(c) == nil
 		}
-		// Move to the new CA once the API server has had time to trust it.
-		reissue = !signedByBundle || !now.Before(ca.NotBefore.Add(certBackdate+orDefault(m.CAPropagationDelay, DefaultCAPropagationDelay)))
+		must = !signedByBundle
+		due = due || propagated
 	}
+	reissue := must || (due && (propagated || leafs[0].CheckSignatureFrom(ca) == nil))
 	out := map[string][]byte{SecretKeyCABundle: encodeCerts(bundle), SecretKeyCAKey: in[SecretKeyCAKey],
 		SecretKeyCert: in[SecretKeyCert], SecretKeyKey: in[SecretKeyKey]}
 	if changed {

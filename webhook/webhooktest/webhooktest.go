@@ -175,6 +175,9 @@ func Start(t testing.TB, c *harness.Cluster, opts Options) *Running {
 	if o.Namespace == "" {
 		o.Namespace = webhook.DefaultNamespace
 	}
+	if o.SecretName == "" {
+		o.SecretName = webhook.DefaultSecretName
+	}
 	if o.Capabilities == nil {
 		o.Capabilities = webhook.StaticCapabilities(signals.Capabilities{Ztunnel: true, Cilium: true})
 	}
