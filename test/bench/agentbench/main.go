@@ -1,9 +1,12 @@
 // Command agentbench measures the node agent's eBPF overhead on loopback: it
 // alternates runs with and without the programs attached to the cgroup the
 // load runs in, for stream, request/response and connect-request-close
-// traffic, and prints the ratios (with / without, median of per-round ratios)
-// and the mean nanoseconds per program run from the kernel's BPF run-time
-// statistics. Its last line is
+// traffic, and prints the ratios (best run with / best run without: other
+// tenants of a shared machine only slow runs down; the median of the
+// per-round paired ratios is printed too) and the mean nanoseconds per
+// program run from the kernel's BPF run-time statistics, measured in a
+// separate phase (the statistics add their own clock reads; the cost of an
+// empty program is printed as the floor). Its last line is
 //
 //	agent: stream_ratio=<x> rr_ratio=<y> crr_ratio=<z> ns_per_run=<n>
 //
