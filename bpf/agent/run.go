@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := &http.Server{Handler: Handler(cfg.Node, col), ReadHeaderTimeout: 10 * time.Second}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
-	log.Info("agent serving", "address", ln.Addr().String(), "cgroupRoot", mnt, "node", cfg.Node)
+	log.Info("agent serving", "address", ln.Addr().String(), "root", mnt, "node", cfg.Node)
 
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
