@@ -155,8 +155,9 @@ func TestAttributionToPodsThroughKubeletTree(t *testing.T) {
 
 	metrics := httpGet(t, base+"/metrics")
 	for _, want := range []string{
-		`meshshift_http_requests_total{namespace="shop",pod="web-7d9f-abcde",side="server",workload="web"} 4`,
-		`meshshift_http_responses_total{namespace="shop",pod="web-7d9f-abcde",side="server",status_class="5xx",workload="web"} 1`,
+		`meshshift_http_requests_total{namespace="shop",pod="web-7d9f-abcde",side="server",status_class="2xx",workload="web"} 3`,
+		`meshshift_http_requests_total{namespace="shop",pod="web-7d9f-abcde",side="server",status_class="5xx",workload="web"} 1`,
+		`meshshift_tcp_resets_total{direction="received",namespace="shop",pod="loadgen-0",workload="loadgen"} 0`,
 		`meshshift_tcp_connections_opened_total{direction="active",namespace="shop",pod="loadgen-0",workload="loadgen"} 4`,
 		`meshshift_http_request_duration_seconds_count{namespace="shop",pod="loadgen-0",side="client",workload="loadgen"} 4`,
 		`meshshift_tcp_protocol_connections_total{namespace="shop",pod="web-7d9f-abcde",protocol="http1",workload="web"} 4`,

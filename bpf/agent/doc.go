@@ -9,7 +9,7 @@
 // Metrics (labels namespace, pod, workload on every one). Cardinality per pod
 // on the node: at most 15 TCP series plus the RTT histogram (once a
 // connection closed), and per HTTP side the pod used (saw a request or a
-// response) 6 series plus a histogram; plus one "unattributed" set: traffic
+// response) 4 series plus a histogram; plus one "unattributed" set: traffic
 // whose cgroup is not a pod's, and cgroups beyond bpf.Options.MaxCgroups:
 //
 //	meshshift_tcp_connections_opened_total{direction="active|passive"}
@@ -19,10 +19,11 @@
 //	meshshift_tcp_protocol_connections_total{protocol="http1|http2|tls|other"}
 //	meshshift_tcp_sent_bytes_total, meshshift_tcp_received_bytes_total   payload bytes
 //	meshshift_tcp_retransmits_total             retransmitted segments
-//	meshshift_tcp_resets_sent_total, meshshift_tcp_resets_received_total
+//	meshshift_tcp_resets_total{direction="sent|received"}
 //	meshshift_tcp_rtt_seconds                   histogram, smoothed RTT at close
-//	meshshift_http_requests_total{side="server|client"}
-//	meshshift_http_responses_total{side, status_class="1xx".."5xx"}
+//	meshshift_http_requests_total{side="server|client", status_class="2xx".."5xx"}
+//	                                            requests answered, by the final
+//	                                            response's class (1xx is interim)
 //	meshshift_http_request_duration_seconds{side}   histogram, request's first
 //	                                             byte to response's first byte
 //	meshshift_agent_cgroups_tracked             gauge, no pod labels

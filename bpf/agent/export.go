@@ -24,21 +24,19 @@ func desc(name, help string, extra ...string) *prometheus.Desc {
 }
 
 var (
-	descOpened    = desc("meshshift_tcp_connections_opened_total", "TCP connections established, by direction (active: connected out, passive: accepted).", "direction")
-	descFailed    = desc("meshshift_tcp_connections_failed_total", "TCP connects that never established.")
-	descClosed    = desc("meshshift_tcp_connections_closed_total", "Established TCP connections closed.")
-	descActive    = desc("meshshift_tcp_connections_active", "Established TCP connections not yet closed.")
-	descProto     = desc("meshshift_tcp_protocol_connections_total", "TCP connections by the protocol of their first payload.", "protocol")
-	descSent      = desc("meshshift_tcp_sent_bytes_total", "TCP payload bytes sent.")
-	descRecv      = desc("meshshift_tcp_received_bytes_total", "TCP payload bytes received.")
-	descRetrans   = desc("meshshift_tcp_retransmits_total", "TCP segments retransmitted.")
-	descRstSent   = desc("meshshift_tcp_resets_sent_total", "TCP resets sent.")
-	descRstRecv   = desc("meshshift_tcp_resets_received_total", "TCP resets received.")
-	descRTT       = desc("meshshift_tcp_rtt_seconds", "Smoothed round-trip time of TCP connections, taken when they close.")
-	descRequests  = desc("meshshift_http_requests_total", "HTTP/1.x requests, by side (server: received, client: sent).", "side")
-	descResponses = desc("meshshift_http_responses_total", "HTTP/1.x responses, by side and status class.", "side", "status_class")
-	descDuration  = desc("meshshift_http_request_duration_seconds", "HTTP/1.x latency from the request's first byte to the response's first byte, at the application's socket.", "side")
-	descCgroups   = prometheus.NewDesc("meshshift_agent_cgroups_tracked", "Cgroups with counters in the kernel.", nil, nil)
+	descOpened   = desc("meshshift_tcp_connections_opened_total", "TCP connections established, by direction (active: connected out, passive: accepted).", "direction")
+	descFailed   = desc("meshshift_tcp_connections_failed_total", "TCP connects that never established.")
+	descClosed   = desc("meshshift_tcp_connections_closed_total", "Established TCP connections closed.")
+	descActive   = desc("meshshift_tcp_connections_active", "Established TCP connections not yet closed.")
+	descProto    = desc("meshshift_tcp_protocol_connections_total", "TCP connections by the protocol of their first payload.", "protocol")
+	descSent     = desc("meshshift_tcp_sent_bytes_total", "TCP payload bytes sent.")
+	descRecv     = desc("meshshift_tcp_received_bytes_total", "TCP payload bytes received.")
+	descRetrans  = desc("meshshift_tcp_retransmits_total", "TCP segments retransmitted.")
+	descResets   = desc("meshshift_tcp_resets_total", "TCP resets, by direction (sent, received).", "direction")
+	descRTT      = desc("meshshift_tcp_rtt_seconds", "Smoothed round-trip time of TCP connections, taken when they close.")
+	descRequests = desc("meshshift_http_requests_total", "HTTP/1.x requests answered, by side (server: served, client: sent) and the response's status class.", "side", "status_class")
+	descDuration = desc("meshshift_http_request_duration_seconds", "HTTP/1.x latency from the request's first byte to the response's first byte, at the application's socket.", "side")
+	descCgroups  = prometheus.NewDesc("meshshift_agent_cgroups_tracked", "Cgroups with counters in the kernel.", nil, nil)
 )
 
 // exportedBuckets are the kernel buckets whose upper bounds become Prometheus
@@ -75,7 +73,7 @@ type metricsCollector struct{ c *Collector }
 // Describe implements prometheus.Collector.
 func (m metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpened, descFailed, descClosed, descActive, descProto, descSent, descRecv,
-		descRetrans, descRstSent, descRstRecv, descRTT, descRequests, descResponses, descDuration, descCgroups} {
+		descRetrans, descResets, descRTT, descRequests, descDuration, descCgroups} {
 		ch <- d
 	}
 }
@@ -110,8 +108,8 @@ func emit(ch chan<- prometheus.Metric, s *bpf.Stats, l ...string) {
 	c(descSent, s.BytesSent)
 	c(descRecv, s.BytesReceived)
 	c(descRetrans, s.Retransmits)
-	c(descRstSent, s.ResetsSent)
-	c(descRstRecv, s.ResetsReceived)
+	c(descResets, s.ResetsSent, "sent")
+	c(descResets, s.ResetsReceived, "received")
 	if s.ConnClosed > 0 {
 		ch <- histogram(descRTT, s.Rtt[:], float64(s.RttSumUs)/1e6, l...)
 	}
@@ -125,9 +123,8 @@ func emit(ch chan<- prometheus.Metric, s *bpf.Stats, l ...string) {
 		if s.HttpRequests[side] == 0 && responses == 0 {
 			continue
 		}
-		c(descRequests, s.HttpRequests[side], sn)
 		for cls := 1; cls < 5; cls++ {
-			c(descResponses, s.HttpResponses[side][cls], sn, statusNames[cls])
+			c(descRequests, s.HttpResponses[side][cls], sn, statusNames[cls])
 		}
 		ch <- histogram(descDuration, s.HttpLatency[side][:], float64(s.HttpLatencySumNs[side])/1e9, append(l[:3:3], sn)...)
 	}
