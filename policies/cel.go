@@ -1,8 +1,8 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -10,8 +10,11 @@ import (
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
+
+	"github.com/meshshift/meshshift/api/v1alpha1"
 )
 
 // Cost limit of one rule expression, in CEL cost units (about one per
@@ -30,23 +33,25 @@ const (
 	MaxStringSize     = 4096
 )
 
-// Traffic is what CEL rules see as `traffic`.
+// Traffic is what CEL rules see as `traffic` (fields available, stale, age,
+// requestRate, errorRate, p99Latency, connectionRate, retransmitRate,
+// protocols).
 type Traffic struct {
 	// Available is false when there is no data for the workload.
-	Available bool `cel:"available"`
+	Available bool
 	// Stale is true when the data is older than the policy's trafficMaxAge (or
 	// missing): rules should not trust the figures then.
-	Stale bool `cel:"stale"`
+	Stale bool
 	// Age of the sample.
-	Age time.Duration `cel:"age"`
+	Age time.Duration
 	// Figures of signals.WorkloadTraffic (zero without data).
-	RequestRate    float64       `cel:"requestRate"`
-	ErrorRate      float64       `cel:"errorRate"`
-	P99Latency     time.Duration `cel:"p99Latency"`
-	ConnectionRate float64       `cel:"connectionRate"`
-	RetransmitRate float64       `cel:"retransmitRate"`
+	RequestRate    float64
+	ErrorRate      float64
+	P99Latency     time.Duration
+	ConnectionRate float64
+	RetransmitRate float64
 	// Protocols seen: "http1", "http2", "tls", "other".
-	Protocols []string `cel:"protocols"`
+	Protocols []string
 }
 
 // Variables CEL rules see. The namespace is `namespaceObject` because
@@ -63,15 +68,15 @@ const (
 
 var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	return cel.NewEnv(
-		ext.NativeTypes(reflect.TypeFor[Workload](), reflect.TypeFor[Namespace](), reflect.TypeFor[Traffic](),
-			ext.ParseStructTags(true)),
-		cel.Variable(VarWorkload, cel.ObjectType("policies.Workload")),
-		cel.Variable(VarNamespace, cel.ObjectType("policies.Namespace")),
-		cel.Variable(VarTraffic, cel.ObjectType("policies.Traffic")),
+		cel.Variable(VarWorkload, cel.ObjectType(celWorkloadType)),
+		cel.Variable(VarNamespace, cel.ObjectType(celNamespaceType)),
+		cel.Variable(VarTraffic, cel.ObjectType(celTrafficType)),
 		cel.Variable(VarFeatures, cel.ListType(cel.StringType)),
 		cel.Variable(VarCurrentMode, cel.StringType),
 		ext.Strings(),
 		cel.OptionalTypes(),
+		// Last: options above may register types with the default provider.
+		withInputTypes(),
 	)
 })
 
@@ -159,19 +164,22 @@ func (sizeEstimator) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
 // withinEstimate reports whether every input is within the sizes the cost
 // estimate assumed (then no rule can exceed RuleCostLimit).
 func withinEstimate(in *Input) bool {
+	// Label keys and values are far below MaxStringSize once the API server
+	// validated them (keys ≤ 317 bytes, values ≤ 63): only their count is checked.
 	small := func(m map[string]string) bool {
 		if len(m) > MaxCollectionSize {
 			return false
 		}
-		for k, v := range m {
-			if len(k) > MaxStringSize || len(v) > MaxStringSize {
+		for _, v := range m {
+			if len(v) > MaxStringSize {
 				return false
 			}
 		}
 		return true
 	}
 	w := &in.Workload
-	return small(w.Labels) && small(w.Annotations) && small(in.Namespace.Labels) && small(in.Namespace.Annotations) &&
+	return len(w.Labels) <= MaxCollectionSize && small(w.Annotations) &&
+		len(in.Namespace.Labels) <= MaxCollectionSize && small(in.Namespace.Annotations) &&
 		len(in.Features) <= MaxCollectionSize && len(in.Traffic.Protocols) <= MaxCollectionSize &&
 		len(w.Name) <= MaxStringSize && len(w.OwnerName) <= MaxStringSize && len(w.Workload) <= MaxStringSize
 }
@@ -183,40 +191,79 @@ func (sizeEstimator) EstimateCallCost(string, string, *cost.AstNode, []cost.AstN
 // activation resolves the variables without building a map. Decide takes one
 // from a pool; the arrays back features and protocols for the usual sizes.
 type activation struct {
-	w           *Workload
-	ns          *Namespace
-	t           Traffic
-	features    []string
-	currentMode string
+	wl          celWorkload
+	ns          celNamespace
+	tr          celTraffic
+	features    strList
+	currentMode ref.Val
 
-	featureArr  [32]string
-	protocolArr [4]string
+	featureArr  [32]ref.Val
+	protocolArr [4]ref.Val
 }
 
-var activations = sync.Pool{New: func() any { return new(activation) }}
+var activations = sync.Pool{New: func() any {
+	a := new(activation)
+	a.wl.typ = celStructs[celWorkloadType].typ
+	a.ns.typ = celStructs[celNamespaceType].typ
+	a.tr.typ = celStructs[celTrafficType].typ
+	return a
+}}
 
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
 	case VarWorkload:
-		return a.w, true
+		return &a.wl, true
 	case VarNamespace:
-		return a.ns, true
+		return &a.ns, true
 	case VarTraffic:
-		return &a.t, true
+		return &a.tr, true
 	case VarFeatures:
-		return a.features, true
+		return &a.features, true
 	case VarCurrentMode:
 		return a.currentMode, true
 	}
 	return nil, false
 }
 
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+// fill points the activation at one decision's inputs.
+func (a *activation) fill(in *Input, maxAge time.Duration, currentMode v1alpha1.Mode) {
+	// Copies, not pointers: the Input stays on the caller's stack.
+	a.wl.w, a.wl.labels.m, a.wl.annotations.m = in.Workload, in.Workload.Labels, in.Workload.Annotations
+	a.ns.ns, a.ns.labels.m, a.ns.annotations.m = in.Namespace, in.Namespace.Labels, in.Namespace.Annotations
+	t := &a.tr.t
+	*t = Traffic{Available: in.HasTraffic, Stale: true}
+	a.tr.protocols.vals = a.protocolArr[:0]
+	if in.HasTraffic {
+		tr := &in.Traffic
+		t.Stale = tr.Stale(in.Now, maxAge)
+		t.Age = tr.Age(in.Now)
+		t.RequestRate, t.ErrorRate, t.P99Latency = tr.RequestRate, tr.ErrorRate, tr.P99Latency
+		t.ConnectionRate, t.RetransmitRate = tr.ConnectionRate, tr.RetransmitRate
+		for _, pr := range tr.Protocols {
+			a.tr.protocols.vals = append(a.tr.protocols.vals, str(string(pr)))
+		}
+	}
+	a.features.vals = a.featureArr[:0]
+	last := ""
+	for i := range in.Features {
+		if f := string(in.Features[i].Feature); f != last {
+			a.features.vals = append(a.features.vals, str(f))
+			last = f
+		}
+	}
+	a.currentMode = str(string(currentMode))
+}
+
 // release clears the references and returns a to the pool.
 func (a *activation) release() {
-	a.w, a.ns, a.features = nil, nil, nil
-	a.t = Traffic{}
+	a.wl.w, a.wl.labels.m, a.wl.annotations.m = Workload{}, nil, nil
+	a.ns.ns, a.ns.labels.m, a.ns.annotations.m = Namespace{}, nil, nil
+	a.tr.protocols.vals, a.features.vals = nil, nil
 	clear(a.featureArr[:])
+	clear(a.protocolArr[:])
 	activations.Put(a)
 }
 
-func (a *activation) Parent() interpreter.Activation { return nil }
+var errNoNative = errors.New("rule inputs cannot be converted to Go values")

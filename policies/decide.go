@@ -189,29 +189,8 @@ func unmetNeedWarnings(nd *needs, m v1alpha1.Mode) []string {
 func (p *Policy) evalRules(in *Input, warnings []string) (candidate, bool, []string) {
 	act := activations.Get().(*activation)
 	defer act.release()
-	act.w, act.ns = &in.Workload, &in.Namespace
-	act.t = Traffic{Available: in.HasTraffic, Stale: true}
-	if in.HasTraffic {
-		tr := &in.Traffic
-		t := &act.t
-		t.Stale = tr.Stale(in.Now, p.trafficMaxAge)
-		t.Age = tr.Age(in.Now)
-		t.RequestRate, t.ErrorRate, t.P99Latency = tr.RequestRate, tr.ErrorRate, tr.P99Latency
-		t.ConnectionRate, t.RetransmitRate = tr.ConnectionRate, tr.RetransmitRate
-		t.Protocols = act.protocolArr[:0]
-		for _, pr := range tr.Protocols {
-			t.Protocols = append(t.Protocols, string(pr))
-		}
-	}
-	act.features = act.featureArr[:0]
-	for i := range in.Features {
-		f := string(in.Features[i].Feature)
-		if n := len(act.features); n == 0 || act.features[n-1] != f {
-			act.features = append(act.features, f)
-		}
-	}
 	cur, curOK := CurrentMode(&in.Workload, &in.Namespace)
-	act.currentMode = string(cur)
+	act.fill(in, p.trafficMaxAge, cur)
 	fast := withinEstimate(in)
 	for ci := range p.chains {
 		ch := &p.chains[ci]

@@ -84,7 +84,7 @@ func TestDecidePrecedence(t *testing.T) {
 			labels: istioLabels(v1alpha1.ModeAmbientWaypoint, "waypoint")}},
 		{"2 pod annotation beats features, with a warning", func(in *Input) {
 			in.Workload.Annotations = map[string]string{v1alpha1.AnnotationMode: "ambient"}
-			in.Features = signals.Features{ref(signals.FeatureEnvoyFilter, "EnvoyFilter", "shop", "lua-auth")}
+			in.Features = signals.Features{fref(signals.FeatureEnvoyFilter, "EnvoyFilter", "shop", "lua-auth")}
 		}, want{mode: v1alpha1.ModeAmbient, rule: RulePodAnnotation,
 			reason:   "pod annotation meshshift.io/mode asks for ambient",
 			labels:   istioLabels(v1alpha1.ModeAmbient, ""),
@@ -104,15 +104,15 @@ func TestDecidePrecedence(t *testing.T) {
 			warnings: []string{`ignores the pod's metadata.annotations[meshshift.io/mode]: Unsupported value: "Ambient": supported values: "sidecar", "ambient", "ambient-waypoint", "cilium", "none"`}}},
 		{"3 feature needing a sidecar beats the namespace annotation", func(in *Input) {
 			in.Namespace.Annotations = map[string]string{v1alpha1.AnnotationMode: "ambient"}
-			in.Features = signals.Features{ref(signals.FeatureEnvoyFilter, "EnvoyFilter", "payments", "lua-auth")}
+			in.Features = signals.Features{fref(signals.FeatureEnvoyFilter, "EnvoyFilter", "payments", "lua-auth")}
 		}, want{mode: v1alpha1.ModeSidecar, rule: RuleFeatureSidecar,
 			reason: "keeps sidecar: EnvoyFilter payments/lua-auth selects this workload for Envoy configuration patches; EnvoyFilter is not supported on waypoints",
 			labels: istioLabels(v1alpha1.ModeSidecar, "")}},
 		{"3 DENY-all trap beats everything below it", func(in *Input) {
 			in.Workload.Labels["tier"] = "db"
 			in.Features = signals.Features{
-				ref(signals.FeatureHTTPRouting, "VirtualService", "shop", "web"),
-				ref(signals.FeatureL7AuthzSelector, "AuthorizationPolicy", "shop", "only-get"),
+				fref(signals.FeatureHTTPRouting, "VirtualService", "shop", "web"),
+				fref(signals.FeatureL7AuthzSelector, "AuthorizationPolicy", "shop", "only-get"),
 			}
 		}, want{mode: v1alpha1.ModeSidecar, rule: RuleDenyAllTrap,
 			reason: "keeps sidecar: AuthorizationPolicy shop/only-get selects this workload for selector-based L7 authorization; " +
@@ -120,19 +120,19 @@ func TestDecidePrecedence(t *testing.T) {
 			labels: istioLabels(v1alpha1.ModeSidecar, "")}},
 		{"3 waypoint need upgrades the namespace's ambient", func(in *Input) {
 			in.Namespace.Annotations = map[string]string{v1alpha1.AnnotationMode: "ambient"}
-			in.Features = signals.Features{ref(signals.FeatureHTTPRouting, "VirtualService", "shop", "reviews")}
+			in.Features = signals.Features{fref(signals.FeatureHTTPRouting, "VirtualService", "shop", "reviews")}
 		}, want{mode: v1alpha1.ModeAmbientWaypoint, rule: RuleFeatureWaypoint, waypoint: "waypoint",
 			reason: "needs a waypoint: VirtualService shop/reviews selects this workload for HTTP routing; ztunnel serves L4 only; HTTP routing needs a waypoint or a sidecar (namespace-annotation chose ambient)",
 			labels: istioLabels(v1alpha1.ModeAmbientWaypoint, "waypoint")}},
 		{"3 waypoint need turns a rule's cilium into sidecar", func(in *Input) {
 			in.Workload.Labels["tier"] = "db"
-			in.Features = signals.Features{ref(signals.FeatureRequestAuthn, "RequestAuthentication", "shop", "jwt")}
+			in.Features = signals.Features{fref(signals.FeatureRequestAuthn, "RequestAuthentication", "shop", "jwt")}
 		}, want{mode: v1alpha1.ModeSidecar, rule: RuleFeatureWaypoint,
 			reason: "needs a sidecar: RequestAuthentication shop/jwt selects this workload for JWT authentication; RequestAuthentication is enforced by a waypoint or a sidecar (rule:db-on-cilium chose cilium)",
 			labels: istioLabels(v1alpha1.ModeSidecar, "")}},
 		{"3 waypoint need already met by the namespace's sidecar", func(in *Input) {
 			in.Namespace.Annotations = map[string]string{v1alpha1.AnnotationMode: "sidecar"}
-			in.Features = signals.Features{ref(signals.FeatureHTTPRouting, "VirtualService", "shop", "reviews")}
+			in.Features = signals.Features{fref(signals.FeatureHTTPRouting, "VirtualService", "shop", "reviews")}
 		}, want{mode: v1alpha1.ModeSidecar, rule: RuleNamespaceAnnotation,
 			reason: "namespace annotation meshshift.io/mode asks for sidecar",
 			labels: istioLabels(v1alpha1.ModeSidecar, "")}},
@@ -202,7 +202,7 @@ func TestDecidePrecedence(t *testing.T) {
 			labels: istioLabels(v1alpha1.ModeAmbient, ""), remove: []string{LabelIstioUseWaypoint}}},
 		{"waypoint named by the namespace label", func(in *Input) {
 			in.Namespace.Labels[LabelIstioUseWaypoint] = "shop-wp"
-			in.Features = signals.Features{ref(signals.FeatureTimeouts, "HTTPRoute", "shop", "web")}
+			in.Features = signals.Features{fref(signals.FeatureTimeouts, "HTTPRoute", "shop", "web")}
 		}, want{mode: v1alpha1.ModeAmbientWaypoint, rule: RuleFeatureWaypoint, waypoint: "shop-wp",
 			reason: "needs a waypoint: HTTPRoute shop/web selects this workload for HTTP timeouts; ztunnel serves L4 only; timeouts need a waypoint or a sidecar (policy-default chose ambient)",
 			labels: istioLabels(v1alpha1.ModeAmbientWaypoint, "shop-wp")}},
@@ -275,7 +275,7 @@ func TestDecideNilPolicyIsBuiltin(t *testing.T) {
 func TestDecideIsDeterministic(t *testing.T) {
 	p := precedencePolicy(t)
 	in := baseInput(p)
-	in.Features = signals.Features{ref(signals.FeatureHTTPRouting, "VirtualService", "shop", "a"), ref(signals.FeatureRetries, "VirtualService", "shop", "a")}
+	in.Features = signals.Features{fref(signals.FeatureHTTPRouting, "VirtualService", "shop", "a"), fref(signals.FeatureRetries, "VirtualService", "shop", "a")}
 	first := Decide(in)
 	for range 100 {
 		if d := Decide(in); !cmp.Equal(first, d) {

@@ -85,7 +85,7 @@ func TestFeatureTable(t *testing.T) {
 			if row.Feature == signals.FeatureSpireCA {
 				in.Capabilities.SpireCA = true
 			} else {
-				in.Features = signals.Features{ref(row.Feature, w.kind, "shop", "obj")}
+				in.Features = signals.Features{fref(row.Feature, w.kind, "shop", "obj")}
 			}
 			d := Decide(in)
 			if d.Mode != w.mode || d.Rule != w.rule || d.Reason != w.reason {
@@ -115,8 +115,8 @@ func TestFeatureNeedsCombine(t *testing.T) {
 	p := mustCompile(t, "combine", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeAmbient})
 	in := baseInput(p)
 	in.Features = signals.Features{
-		ref(signals.FeatureCiliumL7Policy, "CiliumNetworkPolicy", "shop", "l7"),
-		ref(signals.FeatureHTTPRouting, "VirtualService", "shop", "vs"),
+		fref(signals.FeatureCiliumL7Policy, "CiliumNetworkPolicy", "shop", "l7"),
+		fref(signals.FeatureHTTPRouting, "VirtualService", "shop", "vs"),
 	}
 	d := Decide(in)
 	want := "keeps sidecar: VirtualService shop/vs needs L7 processing and CiliumNetworkPolicy shop/l7 needs Cilium's proxy; no sidecarless mode serves both (policy-default chose ambient)"
@@ -127,7 +127,7 @@ func TestFeatureNeedsCombine(t *testing.T) {
 		t.Errorf("warnings %q", d.Warnings)
 	}
 	// The strongest need wins: a sidecar-only feature beats the waypoint need.
-	in.Features = append(in.Features, ref(signals.FeatureWasmPlugin, "WasmPlugin", "shop", "wasm"))
+	in.Features = append(in.Features, fref(signals.FeatureWasmPlugin, "WasmPlugin", "shop", "wasm"))
 	if d := Decide(in); d.Rule != RuleFeatureSidecar || !strings.Contains(d.Reason, "WasmPlugin shop/wasm") {
 		t.Errorf("got %s by %s: %q; want the WasmPlugin to decide", d.Mode, d.Rule, d.Reason)
 	}

@@ -59,6 +59,6 @@ func istioLabels(m v1alpha1.Mode, waypoint string) map[string]string {
 	return l
 }
 
-func ref(f signals.Feature, kind, ns, name string) signals.FeatureRef {
+func fref(f signals.Feature, kind, ns, name string) signals.FeatureRef {
 	return signals.FeatureRef{Feature: f, Kind: kind, Namespace: ns, Name: name}
 }

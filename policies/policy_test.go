@@ -172,15 +172,15 @@ func TestDefaultPolicy(t *testing.T) {
 			in.HasTraffic, in.Traffic = true, fresh(signals.WorkloadTraffic{ConnectionRate: 1, Protocols: []signals.Protocol{"other"}})
 		}, v1alpha1.ModeAmbient, "rule:opaque-protocols-go-ambient"},
 		{"high-rate L4-only goes ambient", func(in *Input) {
-			in.Features = signals.Features{ref(signals.FeatureMTLS, "PeerAuthentication", "istio-system", "default")}
+			in.Features = signals.Features{fref(signals.FeatureMTLS, "PeerAuthentication", "istio-system", "default")}
 			in.HasTraffic, in.Traffic = true, fresh(signals.WorkloadTraffic{RequestRate: 800, P99Latency: 90 * time.Millisecond, Protocols: []signals.Protocol{"http1"}})
 		}, v1alpha1.ModeAmbient, "rule:high-rate-l4-goes-ambient"},
 		{"high-rate with L7 features is not L4-only", func(in *Input) {
-			in.Features = signals.Features{ref(signals.FeatureHTTPRouting, "VirtualService", "shop", "web")}
+			in.Features = signals.Features{fref(signals.FeatureHTTPRouting, "VirtualService", "shop", "web")}
 			in.HasTraffic, in.Traffic = true, fresh(signals.WorkloadTraffic{RequestRate: 800, P99Latency: 90 * time.Millisecond, Protocols: []signals.Protocol{"http1"}})
 		}, v1alpha1.ModeSidecar, RuleDefault},
 		{"latency-sensitive L7 gets a waypoint", func(in *Input) {
-			in.Features = signals.Features{ref(signals.FeatureRetries, "VirtualService", "shop", "web")}
+			in.Features = signals.Features{fref(signals.FeatureRetries, "VirtualService", "shop", "web")}
 			in.HasTraffic, in.Traffic = true, fresh(signals.WorkloadTraffic{RequestRate: 50, P99Latency: 5 * time.Millisecond, Protocols: []signals.Protocol{"http2"}})
 		}, v1alpha1.ModeAmbientWaypoint, "rule:latency-sensitive-l7-gets-waypoint"},
 	}

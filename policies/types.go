@@ -7,36 +7,38 @@ import (
 	"github.com/meshshift/meshshift/signals"
 )
 
-// Workload is the pod (template) being decided. Its fields are also what CEL
-// rules see as `workload`.
+// Workload is the pod (template) being decided. CEL rules see it as
+// `workload` with fields name, namespace, labels, annotations, hostNetwork,
+// ownerKind, ownerName and workload.
 type Workload struct {
 	// Name is the pod's name, or its generateName when it has none yet.
-	Name string `cel:"name"`
+	Name string
 	// Namespace is the pod's namespace.
-	Namespace string `cel:"namespace"`
+	Namespace string
 	// Labels and Annotations are the pod's, as admitted.
-	Labels      map[string]string `cel:"labels"`
-	Annotations map[string]string `cel:"annotations"`
+	Labels      map[string]string
+	Annotations map[string]string
 	// HostNetwork is the pod's spec.hostNetwork.
-	HostNetwork bool `cel:"hostNetwork"`
+	HostNetwork bool
 	// OwnerKind and OwnerName are the pod's controller (ReplicaSet, StatefulSet,
 	// DaemonSet, Job); empty for a bare pod.
-	OwnerKind string `cel:"ownerKind"`
-	OwnerName string `cel:"ownerName"`
+	OwnerKind string
+	OwnerName string
 	// Workload is the top-level workload's name (signals.WorkloadName): the
 	// Deployment's for a ReplicaSet-owned pod. The traffic snapshot is keyed by it.
-	Workload string `cel:"workload"`
+	Workload string
 	// CurrentMode is the mode the workload runs in now, when the caller knows it
 	// (e.g. from its running pods); empty means derive it from the labels of the
 	// pod and namespace (see CurrentMode).
-	CurrentMode v1alpha1.Mode `cel:"-"`
+	CurrentMode v1alpha1.Mode
 }
 
-// Namespace is the pod's namespace. CEL rules see it as `namespaceObject`.
+// Namespace is the pod's namespace. CEL rules see it as `namespaceObject`
+// with fields name, labels and annotations.
 type Namespace struct {
-	Name        string            `cel:"name"`
-	Labels      map[string]string `cel:"labels"`
-	Annotations map[string]string `cel:"annotations"`
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
 }
 
 // Input is everything Decide looks at. The caller gathers it from caches; Decide
