@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/meshshift/meshshift/policies"
 	"github.com/meshshift/meshshift/signals"
@@ -26,17 +26,19 @@ import (
 // of a full corev1.Pod) keeps the admission path cheap; every field it writes is
 // under metadata.labels and metadata.annotations.
 type podView struct {
-	Metadata struct {
-		Name            string                  `json:"name,omitempty"`
-		GenerateName    string                  `json:"generateName,omitempty"`
-		Namespace       string                  `json:"namespace,omitempty"`
-		Labels          map[string]string       `json:"labels,omitempty"`
-		Annotations     map[string]string       `json:"annotations,omitempty"`
-		OwnerReferences []metav1.OwnerReference `json:"ownerReferences,omitempty"`
-	} `json:"metadata"`
-	Spec struct {
+	Metadata *podMeta `json:"metadata"`
+	Spec     struct {
 		HostNetwork bool `json:"hostNetwork,omitempty"`
 	} `json:"spec"`
+}
+
+type podMeta struct {
+	Name            string                  `json:"name,omitempty"`
+	GenerateName    string                  `json:"generateName,omitempty"`
+	Namespace       string                  `json:"namespace,omitempty"`
+	Labels          map[string]string       `json:"labels,omitempty"`
+	Annotations     map[string]string       `json:"annotations,omitempty"`
+	OwnerReferences []metav1.OwnerReference `json:"ownerReferences,omitempty"`
 }
 
 func decodePod(raw []byte) (*podView, error) {
@@ -44,8 +46,11 @@ func decodePod(raw []byte) (*podView, error) {
 		return nil, fmt.Errorf("decode pod: empty object")
 	}
 	var p podView
-	if err := json.Unmarshal(raw, &p); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &p); err != nil {
 		return nil, fmt.Errorf("decode pod: %w", err)
+	}
+	if p.Metadata == nil {
+		return nil, fmt.Errorf("decode pod: metadata is missing")
 	}
 	return &p, nil
 }

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/policies"
@@ -147,7 +147,7 @@ func (DataplanePolicyValidator) Handle(_ context.Context, req admission.Request)
 		return admission.Allowed("")
 	}
 	var dp v1alpha1.DataplanePolicy
-	if err := json.Unmarshal(req.Object.Raw, &dp); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, &dp); err != nil {
 		return undecodable(kindDataplanePolicy, fmt.Errorf("decode DataplanePolicy: %w", err))
 	}
 	if errs := policies.ValidateDataplanePolicy(&dp); len(errs) > 0 {
@@ -162,7 +162,7 @@ func namespaceOf(raw []byte) (*corev1.Namespace, error) {
 		return nil, fmt.Errorf("decode namespace: empty object")
 	}
 	var ns corev1.Namespace
-	if err := json.Unmarshal(raw, &ns); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &ns); err != nil {
 		return nil, fmt.Errorf("decode namespace: %w", err)
 	}
 	return &ns, nil

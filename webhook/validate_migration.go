@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -20,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 )
@@ -44,7 +44,7 @@ func (v *MeshMigrationValidator) Handle(ctx context.Context, req admission.Reque
 	if len(req.Object.Raw) == 0 {
 		return undecodable(kindMeshMigration, fmt.Errorf("decode MeshMigration: empty object"))
 	}
-	if err := json.Unmarshal(req.Object.Raw, &mm); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, &mm); err != nil {
 		return undecodable(kindMeshMigration, fmt.Errorf("decode MeshMigration: %w", err))
 	}
 	if errs := ValidateMeshMigrationSpec(&mm.Spec); len(errs) > 0 {
