@@ -366,33 +366,44 @@ func appendEntry(dst Features, e *entry) Features {
 
 func (ix *Index) appendLocked(dst Features, ns string, podLabels map[string]string) Features {
 	nb := ix.buckets[ns]
-	for _, b := range [2]*bucket{nb, ix.mesh} {
-		if b == nil {
-			continue
-		}
-		for _, e := range b.all {
+	mb := ix.mesh
+	if nb != nil {
+		for _, e := range nb.all {
 			dst = appendEntry(dst, e)
 		}
-		for k, v := range podLabels {
-			for _, e := range b.byLabel[labelPair{k, v}] {
-				if e.matchesPod(podLabels) {
-					dst = appendEntry(dst, e)
-				}
-			}
-		}
-		for _, e := range b.exprsOnly {
+		for _, e := range nb.exprsOnly {
 			if e.matchesPod(podLabels) {
 				dst = appendEntry(dst, e)
 			}
 		}
 	}
-	if nb == nil {
-		return dst
+	for _, e := range mb.all {
+		dst = appendEntry(dst, e)
 	}
-	// Service-mediated: objects naming a Service that selects the pod.
+	for _, e := range mb.exprsOnly {
+		if e.matchesPod(podLabels) {
+			dst = appendEntry(dst, e)
+		}
+	}
+	// One pass over the pod's labels: entries filed under each label in the
+	// namespace and mesh-wide, and the namespace's Services selecting the pod.
 	selected := false
 	for k, v := range podLabels {
-		for _, s := range nb.svcByLabel[labelPair{k, v}] {
+		lp := labelPair{k, v}
+		for _, e := range mb.byLabel[lp] {
+			if e.matchesPod(podLabels) {
+				dst = appendEntry(dst, e)
+			}
+		}
+		if nb == nil {
+			continue
+		}
+		for _, e := range nb.byLabel[lp] {
+			if e.matchesPod(podLabels) {
+				dst = appendEntry(dst, e)
+			}
+		}
+		for _, s := range nb.svcByLabel[lp] {
 			if !s.matches(podLabels) {
 				continue
 			}
@@ -411,7 +422,7 @@ func (ix *Index) appendLocked(dst Features, ns string, podLabels map[string]stri
 		for _, e := range nb.svcAll {
 			dst = appendEntry(dst, e)
 		}
-		for _, e := range ix.mesh.svcAll {
+		for _, e := range mb.svcAll {
 			dst = appendEntry(dst, e)
 		}
 	}
