@@ -23,6 +23,18 @@
 //     chose, since a mode that cannot be served is no choice at all.
 //  7. the policy's default mode (policy-default).
 //
+// Rules are CEL expressions over `workload` (name, namespace, labels,
+// annotations, hostNetwork, ownerKind, ownerName, workload), `namespaceObject`
+// (name, labels, annotations; `namespace` is reserved in CEL), `traffic`
+// (available, stale, age, requestRate, errorRate, p99Latency, connectionRate,
+// retransmitRate, protocols), `features` (names of the features whose objects
+// select the workload) and `currentMode` ("" when unknown). Each rule is
+// type-checked and its worst-case cost bounded at compile time; a policy's rules
+// are chained into one program per 16 rules. Compile once per generation
+// (Compile, or Set for a cluster's policies).
+//
+// Stabilizer keeps the pods of one owner on one answer during a rollout.
+//
 // Imports: the api/v1alpha1 types and signals' plain data types (Feature,
 // Features, WorkloadTraffic, Capabilities); cel-go and Kubernetes apimachinery.
 // It must not import webhook, migrator, bpf, cmd, controller-runtime or any

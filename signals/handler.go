@@ -41,7 +41,9 @@ func AddToScheme(s *runtime.Scheme) error {
 
 // WatchedObjects returns one empty object of every type the index reads, for
 // setting up informers: typed Istio, Gateway API and Kubernetes objects, and
-// unstructured Cilium objects with their GroupVersionKind set.
+// unstructured Cilium objects with their GroupVersionKind set. A cluster lacks
+// the CRDs of meshes it does not run: skip a type whose informer fails with a
+// no-match error (meta.IsNoMatchError) and watch the rest.
 func WatchedObjects() []runtime.Object {
 	out := []runtime.Object{
 		&networkingv1.VirtualService{}, &networkingv1.DestinationRule{}, &networkingv1alpha3.EnvoyFilter{},
