@@ -43,6 +43,8 @@ var offlineCases = []struct {
 	{"precheck-json", []string{"precheck", "-f", demo, "-o", "json"}, app.ExitBlocked},
 	{"precheck-catalog-ready", []string{"precheck", "-f", demo, "-n", "catalog"}, app.ExitOK},
 	{"precheck-cilium-missing", []string{"precheck", "-f", demo, "-n", "catalog", "--target", "cilium"}, app.ExitBlocked},
+	{"report-traffic", []string{"report", "-f", demo, "--traffic", "config/samples/traffic.yaml", "--now", "2026-11-26T12:01:00Z"}, app.ExitOK},
+	{"report-yaml-no-traffic", []string{"report", "-f", demo, "-o", "yaml", "-n", "shop"}, app.ExitOK},
 	{"bad-unknown-field", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/unknown-field.yaml"}, app.ExitError},
 	{"bad-wrong-type", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/wrong-type.yaml"}, app.ExitError},
 	{"bad-no-name", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/no-name.yaml"}, app.ExitError},

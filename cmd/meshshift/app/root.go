@@ -26,6 +26,7 @@ the same way on every dataplane with its eBPF node agent.`,
 		newResumeCommand(),
 		newApproveCommand(),
 		newRollbackCommand(),
+		newReportCommand(),
 	)
 	return root
 }
