@@ -84,6 +84,15 @@ func (e *Exporter) Set(namespace string, tr Traffic) {
 	e.changed, e.changedAt = true, time.Time{}
 }
 
+// Remove stops exporting a namespace's series: Prometheus marks them stale
+// at the next scrape, and queries over them return no data.
+func (e *Exporter) Remove(namespace string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.ns, namespace)
+	e.changed, e.changedAt = true, time.Time{}
+}
+
 // ChangeScrapedAt is when Prometheus first scraped the latest Set; zero until then.
 func (e *Exporter) ChangeScrapedAt() time.Time {
 	e.mu.Lock()

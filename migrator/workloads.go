@@ -1,0 +1,331 @@
+package migrator
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/policies"
+	"github.com/meshshift/meshshift/signals"
+)
+
+// FeatureSource says which mesh features select a workload's pods;
+// *signals.Index satisfies it.
+type FeatureSource interface {
+	FeaturesFor(namespace string, podLabels map[string]string) signals.Features
+}
+
+// workload is a Deployment, StatefulSet or DaemonSet.
+type workload struct {
+	kind     string
+	obj      client.Object
+	template *corev1.PodTemplateSpec
+}
+
+func (w *workload) String() string { return w.kind + "/" + w.obj.GetName() }
+
+// listWorkloads lists a namespace's Deployments, StatefulSets and DaemonSets,
+// sorted by kind and name.
+func (r *Reconciler) listWorkloads(ctx context.Context, ns string) ([]workload, error) {
+	var out []workload
+	var deps appsv1.DeploymentList
+	if err := r.Client.List(ctx, &deps, client.InNamespace(ns)); err != nil {
+		return nil, fmt.Errorf("list deployments in %s: %w", ns, err)
+	}
+	for i := range deps.Items {
+		d := &deps.Items[i]
+		out = append(out, workload{"Deployment", d, &d.Spec.Template})
+	}
+	var sts appsv1.StatefulSetList
+	if err := r.Client.List(ctx, &sts, client.InNamespace(ns)); err != nil {
+		return nil, fmt.Errorf("list statefulsets in %s: %w", ns, err)
+	}
+	for i := range sts.Items {
+		s := &sts.Items[i]
+		out = append(out, workload{"StatefulSet", s, &s.Spec.Template})
+	}
+	var dss appsv1.DaemonSetList
+	if err := r.Client.List(ctx, &dss, client.InNamespace(ns)); err != nil {
+		return nil, fmt.Errorf("list daemonsets in %s: %w", ns, err)
+	}
+	for i := range dss.Items {
+		d := &dss.Items[i]
+		out = append(out, workload{"DaemonSet", d, &d.Spec.Template})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].kind != out[j].kind {
+			return out[i].kind < out[j].kind
+		}
+		return out[i].obj.GetName() < out[j].obj.GetName()
+	})
+	return out, nil
+}
+
+// policyFor is the DataplanePolicy governing a namespace (policies.Select);
+// policies that do not compile are skipped (their own status says why).
+func (r *Reconciler) policyFor(ctx context.Context, nsLabels map[string]string) *policies.Policy {
+	var list v1alpha1.DataplanePolicyList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return policies.Builtin()
+	}
+	var ps []*policies.Policy
+	for i := range list.Items {
+		if p, errs := policies.Compile(&list.Items[i]); len(errs) == 0 {
+			ps = append(ps, p)
+		}
+	}
+	return policies.Select(ps, nsLabels)
+}
+
+// decide runs policies.Decide for a workload's pod template in a namespace
+// whose annotation asks for mode.
+func (r *Reconciler) decide(ns *corev1.Namespace, w *workload, mode v1alpha1.Mode, p *policies.Policy, caps signals.Capabilities) policies.Decision {
+	ann := make(map[string]string, len(ns.Annotations)+1)
+	for k, v := range ns.Annotations {
+		ann[k] = v
+	}
+	ann[v1alpha1.AnnotationMode] = string(mode)
+	in := policies.Input{
+		Workload: policies.Workload{
+			Name: w.obj.GetName(), Namespace: ns.Name,
+			Labels: w.template.Labels, Annotations: w.template.Annotations,
+			HostNetwork: w.template.Spec.HostNetwork, OwnerKind: w.kind, OwnerName: w.obj.GetName(),
+			Workload: w.obj.GetName(),
+		},
+		Namespace:    policies.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ann},
+		Now:          r.Clock.Now(),
+		Capabilities: caps,
+		Policy:       p,
+	}
+	if r.Features != nil {
+		in.Features = r.Features.FeaturesFor(ns.Name, w.template.Labels)
+	}
+	return policies.Decide(in)
+}
+
+// nsPlan is what a flip of one namespace involves.
+type nsPlan struct {
+	// blockers stop the flip; each names the object and why.
+	blockers []string
+	// notes are workloads that will not take the target mode, and why.
+	notes []string
+	// waypoint is the Gateway's name when a workload will be ambient-waypoint.
+	waypoint string
+	// services select ambient-waypoint workloads: their current use-waypoint label.
+	services map[string]*string
+}
+
+// planNamespace is the precheck of one namespace: the ambient blockers and
+// capability fallbacks of policies.Decide over every workload, the policy's
+// allowed modes, workloads that cannot restart, degraded PodDisruptionBudgets,
+// and the waypoint and Services that ambient-waypoint workloads need.
+func (r *Reconciler) planNamespace(ctx context.Context, mm *v1alpha1.MeshMigration, ns *corev1.Namespace) (*nsPlan, error) {
+	target := mm.Spec.TargetMode
+	plan := &nsPlan{services: map[string]*string{}}
+	p := r.policyFor(ctx, ns.Labels)
+	if !p.Allows(ns.Labels, target) {
+		plan.blockers = append(plan.blockers, fmt.Sprintf("namespace %s: DataplanePolicy %s does not allow %s here", ns.Name, p.Name(), target))
+	}
+	caps, err := r.capabilities(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := r.listWorkloads(ctx, ns.Name)
+	if err != nil {
+		return nil, err
+	}
+	var svcs corev1.ServiceList
+	if err := r.Client.List(ctx, &svcs, client.InNamespace(ns.Name)); err != nil {
+		return nil, fmt.Errorf("list services in %s: %w", ns.Name, err)
+	}
+	for i := range ws {
+		w := &ws[i]
+		if why := cannotRestart(w); why != "" {
+			plan.blockers = append(plan.blockers, ns.Name+"/"+w.String()+": "+why)
+		}
+		d := r.decide(ns, w, target, p, caps)
+		switch {
+		case d.Excluded:
+			continue
+		case d.Rule == policies.RuleDenyAllTrap:
+			plan.blockers = append(plan.blockers, ns.Name+"/"+w.String()+": "+d.Reason)
+		case d.Rule == policies.RuleCapabilityFallback && target.Sidecarless():
+			plan.blockers = append(plan.blockers, ns.Name+"/"+w.String()+": "+d.Reason)
+		case d.Mode != target:
+			plan.notes = append(plan.notes, ns.Name+"/"+w.String()+" becomes "+string(d.Mode)+": "+d.Reason)
+		}
+		if d.Mode == v1alpha1.ModeAmbientWaypoint {
+			if plan.waypoint == "" {
+				plan.waypoint = d.Waypoint
+			} else if plan.waypoint != d.Waypoint {
+				plan.blockers = append(plan.blockers, fmt.Sprintf("%s/%s: uses waypoint %s while other workloads use %s; one waypoint per namespace is supported",
+					ns.Name, w, d.Waypoint, plan.waypoint))
+			}
+			for j := range svcs.Items {
+				s := &svcs.Items[j]
+				if len(s.Spec.Selector) > 0 && labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(w.template.Labels)) {
+					plan.services[s.Name] = valueOf(s.Labels, policies.LabelIstioUseWaypoint)
+				}
+			}
+		}
+	}
+	var pdbs policyv1.PodDisruptionBudgetList
+	if err := r.Client.List(ctx, &pdbs, client.InNamespace(ns.Name)); err != nil {
+		return nil, fmt.Errorf("list poddisruptionbudgets in %s: %w", ns.Name, err)
+	}
+	for _, b := range pdbs.Items {
+		if b.Status.ObservedGeneration == b.Generation && b.Status.CurrentHealthy < b.Status.DesiredHealthy {
+			plan.blockers = append(plan.blockers, fmt.Sprintf("%s/PodDisruptionBudget/%s: %d healthy pods, %d desired; the namespace is already degraded",
+				ns.Name, b.Name, b.Status.CurrentHealthy, b.Status.DesiredHealthy))
+		}
+	}
+	return plan, nil
+}
+
+// cannotRestart says why a restartedAt change would not replace a workload's
+// pods by itself, respecting its rollout strategy; "" when it would.
+func cannotRestart(w *workload) string {
+	switch o := w.obj.(type) {
+	case *appsv1.Deployment:
+		if o.Spec.Paused {
+			return "the Deployment is paused; its pods would not restart"
+		}
+	case *appsv1.StatefulSet:
+		if o.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+			return "updateStrategy OnDelete: its pods would keep the old mode; use RollingUpdate or restart them yourself"
+		}
+	case *appsv1.DaemonSet:
+		if o.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
+			return "updateStrategy OnDelete: its pods would keep the old mode; use RollingUpdate or restart them yourself"
+		}
+	}
+	return ""
+}
+
+// restartNamespace writes token as the pod-template restartedAt of every
+// workload of the namespace that is not excluded from the mesh; each workload's
+// controller then rolls its pods by its own strategy.
+func (r *Reconciler) restartNamespace(ctx context.Context, ns, token string) error {
+	ws, err := r.listWorkloads(ctx, ns)
+	if err != nil {
+		return err
+	}
+	for i := range ws {
+		w := &ws[i]
+		if w.template.Spec.HostNetwork || w.template.Annotations[AnnotationRestartedAt] == token {
+			continue
+		}
+		patch := client.MergeFrom(w.obj.DeepCopyObject().(client.Object))
+		if w.template.Annotations == nil {
+			w.template.Annotations = map[string]string{}
+		}
+		w.template.Annotations[AnnotationRestartedAt] = token
+		if err := r.Client.Patch(ctx, w.obj, patch); err != nil {
+			return fmt.Errorf("restart %s/%s: %w", ns, w, err)
+		}
+	}
+	return nil
+}
+
+// namespaceReady says whether every workload of the namespace that carries
+// token has rolled out and is Ready; failed is true when one reports that its
+// rollout cannot progress (a Deployment past its progress deadline).
+func (r *Reconciler) namespaceReady(ctx context.Context, ns, token string) (ready bool, waiting string, failed bool, err error) {
+	ws, err := r.listWorkloads(ctx, ns)
+	if err != nil {
+		return false, "", false, err
+	}
+	for i := range ws {
+		w := &ws[i]
+		if w.template.Spec.HostNetwork {
+			continue
+		}
+		if w.template.Annotations[AnnotationRestartedAt] != token {
+			return false, ns + "/" + w.String() + " not restarted yet", false, nil
+		}
+		if ok, why, bad := rolledOut(w); !ok {
+			return false, ns + "/" + w.String() + ": " + why, bad, nil
+		}
+	}
+	return true, "", false, nil
+}
+
+func rolledOut(w *workload) (bool, string, bool) {
+	switch o := w.obj.(type) {
+	case *appsv1.Deployment:
+		want := int32(1)
+		if o.Spec.Replicas != nil {
+			want = *o.Spec.Replicas
+		}
+		for _, c := range o.Status.Conditions {
+			if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
+				return false, "progress deadline exceeded", true
+			}
+		}
+		st := &o.Status
+		if st.ObservedGeneration < o.Generation || st.UpdatedReplicas != want || st.Replicas != want || st.AvailableReplicas != want {
+			return false, fmt.Sprintf("%d of %d pods updated and available", min(st.UpdatedReplicas, st.AvailableReplicas), want), false
+		}
+	case *appsv1.StatefulSet:
+		want := int32(1)
+		if o.Spec.Replicas != nil {
+			want = *o.Spec.Replicas
+		}
+		wantUpdated := want
+		if ru := o.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {
+			wantUpdated = max(0, want-*ru.Partition)
+		}
+		st := &o.Status
+		if st.ObservedGeneration < o.Generation || st.UpdatedReplicas < wantUpdated || st.ReadyReplicas != want {
+			return false, fmt.Sprintf("%d of %d pods updated, %d ready", st.UpdatedReplicas, wantUpdated, st.ReadyReplicas), false
+		}
+	case *appsv1.DaemonSet:
+		st := &o.Status
+		if st.ObservedGeneration < o.Generation || st.UpdatedNumberScheduled != st.DesiredNumberScheduled ||
+			st.NumberAvailable != st.DesiredNumberScheduled || st.NumberReady != st.DesiredNumberScheduled {
+			return false, fmt.Sprintf("%d of %d pods updated, %d available", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable), false
+		}
+	}
+	return true, "", false
+}
+
+// DetectCapabilities reads what the cluster serves: ztunnel and Cilium
+// DaemonSets anywhere, and the node agent's kernel labels on the nodes.
+func DetectCapabilities(ctx context.Context, c client.Reader) (signals.Capabilities, error) {
+	var caps signals.Capabilities
+	var dss appsv1.DaemonSetList
+	if err := c.List(ctx, &dss); err != nil {
+		return caps, fmt.Errorf("list daemonsets: %w", err)
+	}
+	for _, d := range dss.Items {
+		switch d.Name {
+		case "ztunnel":
+			caps.Ztunnel = true
+			caps.MeshNamespaces = append(caps.MeshNamespaces, d.Namespace)
+		case "cilium":
+			caps.Cilium = true
+			caps.MeshNamespaces = append(caps.MeshNamespaces, d.Namespace)
+		}
+	}
+	var nodes corev1.NodeList
+	if err := c.List(ctx, &nodes); err != nil {
+		return caps, fmt.Errorf("list nodes: %w", err)
+	}
+	var ncs []signals.NodeCapabilities
+	for _, n := range nodes.Items {
+		nc, err := signals.NodeCapabilitiesFromLabels(n.Labels)
+		if err != nil {
+			return caps, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		ncs = append(ncs, nc)
+	}
+	caps.Nodes = signals.MinNodeCapabilities(ncs...)
+	return caps, nil
+}
