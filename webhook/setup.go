@@ -116,6 +116,14 @@ type Webhooks struct {
 	Detector *Detector
 }
 
+// RBAC the webhooks, their certificates and the detector need.
+// +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=meshshift-system,resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update
+// +kubebuilder:rbac:groups=meshshift.io,resources=dataplanepolicies;meshmigrations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=meshshift.io,resources=meshmigrations/status,verbs=get;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 // Setup adds meshshift's admission webhooks, their serving certificates and
 // the missed-decision detector to mgr. Call it before mgr.Start.
 func Setup(mgr ctrl.Manager, opts Options) error {

@@ -21,6 +21,7 @@ type managerOptions struct {
 	leaderElect   bool
 	leaderElectNS string
 	zap           ctrlzap.Options
+	webhook       webhookFlags
 }
 
 func newManagerCommand() *cobra.Command {
@@ -39,6 +40,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz probes bind to")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "hold a lease so that only one manager replica acts at a time")
 	f.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader election lease; empty means the manager's own")
+	o.webhook.bind(f)
 	zfs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(zfs)
 	f.AddGoFlagSet(zfs)
@@ -84,6 +86,9 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
+	}
+	if err := o.webhook.setup(mgr); err != nil {
+		return fmt.Errorf("set up admission webhooks: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("add health check: %w", err)

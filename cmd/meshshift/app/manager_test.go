@@ -58,10 +58,18 @@ func TestManagerServesHealthAndStopsOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	webhookPort, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(bin, "manager",
 		"--kubeconfig", c.Kubeconfig,
 		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(probe),
 		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(metrics),
+		// /readyz includes the webhook server, ready once its certificate
+		// is in the Secret of --namespace.
+		"--webhook-bind-address", "127.0.0.1:"+strconv.Itoa(webhookPort),
+		"--namespace", "default",
 	)
 	logFile, err := os.Create(filepath.Join(t.TempDir(), "manager.log"))
 	if err != nil {
