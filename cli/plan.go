@@ -72,9 +72,19 @@ type Wave struct {
 
 // Plan is the decisions and the proposed waves.
 type Plan struct {
-	Rows  []Row    `json:"rows"`
-	Waves []Wave   `json:"waves"`
-	Notes []string `json:"notes,omitempty"`
+	Rows  []Row  `json:"rows"`
+	Waves []Wave `json:"waves"`
+	// Blocked are the namespaces left out of the waves: a workload in them
+	// would break (the DENY-all trap) or the cluster cannot serve its mode;
+	// the migrator's precheck would stop such a wave.
+	Blocked []BlockedNamespace `json:"blocked,omitempty"`
+	Notes   []string           `json:"notes,omitempty"`
+}
+
+// BlockedNamespace is a namespace no wave may flip yet, and why.
+type BlockedNamespace struct {
+	Namespace string   `json:"namespace"`
+	Reasons   []string `json:"reasons"`
 }
 
 // Evaluated is one workload with the exact input Decide was called with and
@@ -207,6 +217,7 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 	p := &Plan{Notes: inv.Notes}
 	type nsScore struct {
 		name      string
+		blocked   []string
 		risk      int
 		workloads int
 		cpu, mem  resource.Quantity
@@ -247,14 +258,21 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 		if d.Rule == policies.RuleDenyAllTrap || d.Rule == policies.RuleFeatureSidecar {
 			s.risk += 5
 		}
+		if d.Rule == policies.RuleDenyAllTrap || (d.Rule == policies.RuleCapabilityFallback && o.Target.Sidecarless()) {
+			s.blocked = append(s.blocked, e.W.Name+": "+d.Reason)
+		}
 		p.Rows = append(p.Rows, r)
 	}
 	var cands []*nsScore
 	for _, s := range scores {
-		if s.workloads > 0 {
+		switch {
+		case len(s.blocked) > 0:
+			p.Blocked = append(p.Blocked, BlockedNamespace{Namespace: s.name, Reasons: s.blocked})
+		case s.workloads > 0:
 			cands = append(cands, s)
 		}
 	}
+	sort.Slice(p.Blocked, func(i, j int) bool { return p.Blocked[i].Namespace < p.Blocked[j].Namespace })
 	sort.Slice(cands, func(i, j int) bool {
 		a, b := cands[i], cands[j]
 		if a.risk != b.risk {

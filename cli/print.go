@@ -72,6 +72,15 @@ func PrintPlan(w io.Writer, format string, p *Plan) error {
 		return err
 	}
 	fmt.Fprintln(w)
+	for _, b := range p.Blocked {
+		fmt.Fprintf(w, "Blocked, left out of the waves: namespace %s\n", b.Namespace)
+		for _, r := range b.Reasons {
+			fmt.Fprintf(w, "  - %s\n", r)
+		}
+	}
+	if len(p.Blocked) > 0 {
+		fmt.Fprintln(w)
+	}
 	if len(p.Waves) == 0 {
 		_, err := fmt.Fprintln(w, "No wave proposed: no workload changes mode.")
 		return err

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes of the CLI.
@@ -33,6 +36,14 @@ func Execute() int {
 // exit code: ExitOK, ExitError or ExitBlocked.
 func Run(args []string, stdout, stderr io.Writer) int {
 	cmd := NewRootCommand()
+	// Installed (or linked) as kubectl-meshshift, it is the kubectl plugin
+	// `kubectl meshshift`; help and usage say so.
+	if filepath.Base(os.Args[0]) == "kubectl-meshshift" {
+		if cmd.Annotations == nil {
+			cmd.Annotations = map[string]string{}
+		}
+		cmd.Annotations[cobra.CommandDisplayNameAnnotation] = "kubectl meshshift"
+	}
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
