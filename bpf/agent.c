@@ -54,8 +54,11 @@ struct sk_state {
 	__u8 has_slot;
 	__u8 proto;    /* enum ms_proto + 1; 0 = not classified yet */
 	__u8 role;     /* 0 unknown, 1 server (requests come in), 2 client */
-	__u8 pad;
+	__u8 flags;    /* ST_* */
 };
+
+#define ST_TUNNEL 1 /* the first request was CONNECT */
+#define ST_DONE 2   /* no more HTTP/1.x on this socket (tunnel, 101 upgrade) */
 
 /* Counters live in a per-CPU array indexed by a small slot number; each
  * cgroup gets a slot the first time one of its sockets is seen, and each
@@ -350,10 +353,9 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 		return 1; /* no payload: pure ACK, SYN, FIN */
 	__u32 plen = skb->len - off;
 
+	/* bpf_sk_storage_get checks for a full socket itself: no need for a
+	 * bpf_sk_fullsock call first. */
 	struct bpf_sock *bsk = skb->sk;
-	if (!bsk)
-		return 1;
-	bsk = bpf_sk_fullsock(bsk);
 	if (!bsk)
 		return 1;
 	struct sk_state *st = bpf_sk_storage_get(&sk_states, bsk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -372,6 +374,27 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 		s->bytes_received += plen;
 	if (st->proto && st->proto != PROTO_HTTP1 + 1)
 		return 1;
+	if (st->flags & ST_DONE)
+		return 1;
+
+	/* The role a socket has when this direction carries its requests. */
+	__u8 req_role = egress ? 2 : 1;
+	if (st->role) {
+		if (st->role == req_role) {
+			/* Request direction. HTTP/1.x without pipelining: data after
+			 * the last response starts the next request; data while a
+			 * request is pending continues it. No need to look. */
+			if (st->req_ts)
+				return 1;
+			s->http_requests[req_role - 1]++;
+			st->req_ts = bpf_ktime_get_ns();
+			return 1;
+		}
+		/* Response direction: only the first segment after a request
+		 * (or after an interim 1xx) carries a status line. */
+		if (!st->req_ts)
+			return 1;
+	}
 
 	__u8 p[PEEK] = {};
 	if (plen >= PEEK) {
@@ -398,37 +421,39 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 			return 1;
 	}
 
-	if (is_request(p)) {
-		__u8 role = egress ? 2 : 1;
-		if (!st->role)
-			st->role = role;
-		if (st->role != role)
+	if (!st->role) {
+		/* The first request tells which side of HTTP this socket is. */
+		if (!is_request(p))
 			return 1;
-		s->http_requests[role - 1]++;
-		if (!st->req_ts)
-			st->req_ts = bpf_ktime_get_ns();
+		st->role = req_role;
+		if (W(p[0], p[1], p[2], p[3]) == W('C', 'O', 'N', 'N'))
+			st->flags |= ST_TUNNEL;
+		s->http_requests[req_role - 1]++;
+		st->req_ts = bpf_ktime_get_ns();
 		return 1;
 	}
 
+	/* A status line answering the pending request. */
 	int cls = response_class(p);
 	if (!cls)
 		return 1;
-	/* A response goes out of a server socket and into a client socket. */
-	__u8 want = egress ? 1 : 2;
-	if (st->role != want)
+	if (cls == 1) {
+		/* 1xx is interim: the final response follows, except after 101
+		 * Switching Protocols, when HTTP/1.x ends. */
+		if (p[10] == '0' && p[11] == '1')
+			st->flags |= ST_DONE;
 		return 1;
-	if (cls == 1)
-		return 1; /* 1xx is interim: the final response follows */
-	__u32 side = want - 1;
+	}
+	__u32 side = st->role - 1;
 	if (side >= SIDES)
 		return 1;
 	s->http_responses[side][cls - 1]++;
-	if (st->req_ts) {
-		__u64 d = bpf_ktime_get_ns() - st->req_ts;
-		st->req_ts = 0;
-		s->http_latency[side][bucket_us(d / 1000)]++;
-		s->http_latency_sum_ns[side] += d;
-	}
+	__u64 d = bpf_ktime_get_ns() - st->req_ts;
+	st->req_ts = 0;
+	s->http_latency[side][bucket_us(d / 1000)]++;
+	s->http_latency_sum_ns[side] += d;
+	if (st->flags & ST_TUNNEL)
+		st->flags |= ST_DONE; /* a CONNECT tunnel carries other bytes now */
 	return 1;
 }
 

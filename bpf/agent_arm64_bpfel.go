@@ -40,7 +40,7 @@ type agentSkState struct {
 	HasSlot uint8
 	Proto   uint8
 	Role    uint8
-	Pad     uint8
+	Flags   uint8
 }
 
 // Names of all BPF objects in the ELF.
