@@ -131,24 +131,28 @@ func (c *Collector) Collect() (*Aggregate, error) {
 				c.nonPod[id] = struct{}{}
 			}
 		}
-		if len(gone) > 0 {
-			if err := c.src.Forget(gone); err != nil {
+		for _, id := range gone {
+			// One at a time: a cgroup the kernel still counts must not also
+			// be retired, or it would be counted twice.
+			if err := c.src.Forget([]uint64{id}); err != nil {
 				errs = append(errs, err)
-			}
-			for _, id := range gone {
-				// Only an earlier walk can tell whose the removed folder was.
 				if ref, ok := old[id]; ok {
-					r := c.retired[ref.UID]
-					if r == nil {
-						r = &bpf.Stats{}
-						c.retired[ref.UID] = r
-					}
-					r.Add(raw[id])
-				} else {
-					c.retiredNone.Add(raw[id])
+					c.refs[id] = ref // still counted: keep it with its pod
 				}
-				delete(raw, id)
+				continue
 			}
+			// Only an earlier walk can tell whose the removed folder was.
+			if ref, ok := old[id]; ok {
+				r := c.retired[ref.UID]
+				if r == nil {
+					r = &bpf.Stats{}
+					c.retired[ref.UID] = r
+				}
+				r.Add(raw[id])
+			} else {
+				c.retiredNone.Add(raw[id])
+			}
+			delete(raw, id)
 		}
 	}
 
