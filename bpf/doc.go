@@ -11,6 +11,12 @@
 // preface, TLS, other). The hot path keeps to per-CPU maps and socket local
 // storage: nothing is sent to user space per packet.
 //
+// Kernel needs: BTF, cgroup v2, sock_ops, cgroup_skb, socket local storage,
+// bpf_skc_to_tcp_sock and BPF atomics with fetch (5.12 or later); tp_btf for
+// the reset counters. fentry/fexit and kprobes are not used. Retransmits come
+// from the sock_ops retransmit callback, which tcp_retransmit_skb calls with
+// its result: only successful retransmissions count.
+//
 // This package must not import Kubernetes client code, Prometheus or other
 // meshshift packages: attribution and export live in bpf/agent.
 package bpf
