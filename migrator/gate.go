@@ -303,10 +303,10 @@ func (g *Gate) evaluateSLI(ctx context.Context, s *SLIConfig, window time.Durati
 	}
 	out.Limit = limitString(limit)
 	if v > limit {
-		out.Result, out.Message = ResultFail, fmt.Sprintf("%s above the limit %s (%s)", out.Value, out.Limit, why)
+		out.Result, out.Message = ResultFail, "above the limit ("+why+")"
 		return out
 	}
-	out.Result, out.Message = ResultPass, fmt.Sprintf("%s within the limit %s (%s)", out.Value, out.Limit, why)
+	out.Result, out.Message = ResultPass, "within the limit ("+why+")"
 	return out
 }
 

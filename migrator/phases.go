@@ -253,7 +253,7 @@ func (r *Reconciler) bake(ctx context.Context, mm *v1alpha1.MeshMigration, gate 
 	switch verdict {
 	case VerdictBreach:
 		f, _ := c.Failed()
-		msg := fmt.Sprintf("wave %s breached its gate: SLI %s = %s, limit %s (%s), %d consecutive failing checks, at %s",
+		msg := fmt.Sprintf("wave %s breached its gate: SLI %s = %s, limit %s: %s; %d consecutive failing checks, the last at %s",
 			w.Name, f.Name, f.Value, f.Limit, f.Message, w.Failures, c.At.UTC().Format(time.RFC3339Nano))
 		r.event(mm, true, ReasonGateBreached, "Bake", "%s", msg)
 		if mm.Spec.Rollback != nil && mm.Spec.Rollback.Automatic != nil && !*mm.Spec.Rollback.Automatic {
@@ -311,7 +311,7 @@ func (r *Reconciler) rollback(ctx context.Context, mm *v1alpha1.MeshMigration, w
 	}
 	fin := r.now()
 	w.Phase, w.FinishedAt = v1alpha1.WaveRolledBack, &fin
-	w.Message = strings.SplitN(w.Message, "; rollback waiting for", 2)[0]
+	w.Message = strings.SplitN(w.Message, "; rollback waiting for", 2)[0] + "; rolled back at " + fin.UTC().Format(time.RFC3339Nano)
 	rollbacksTotal.WithLabelValues(mm.Name, w.Reason).Inc()
 	took := time.Duration(0)
 	if w.RollbackStartedAt != nil {
@@ -326,9 +326,6 @@ func (r *Reconciler) rollback(ctx context.Context, mm *v1alpha1.MeshMigration, w
 // stay migrated) and releases the namespaces of the waves that never started.
 func (r *Reconciler) stopAfter(ctx context.Context, mm *v1alpha1.MeshMigration, w *v1alpha1.WaveStatus) error {
 	msg := w.Message
-	if w.FinishedAt != nil {
-		msg += fmt.Sprintf("; rolled back at %s", w.FinishedAt.UTC().Format(time.RFC3339Nano))
-	}
 	setCondition(mm, ConditionRolledBack, true, w.Reason, msg)
 	setCondition(mm, ConditionProgressing, false, ReasonRolledBack, fmt.Sprintf("stopped after wave %s rolled back", w.Name))
 	r.event(mm, true, ReasonRolledBack, "Finish", "migration stopped: %s", msg)

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -265,7 +268,7 @@ func (e *env) makeNamespacesSlow(t *testing.T, minReady int32, names ...string) 
 			Spec: appsv1.DeploymentSpec{
 				Replicas:        ptr.To[int32](2),
 				MinReadySeconds: minReady,
-				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Selector:        &metav1.LabelSelector{MatchLabels: labels},
 				Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
 					RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: ptr.To(intstr.FromInt32(0)), MaxSurge: ptr.To(intstr.FromInt32(1))}},
 				Template: corev1.PodTemplateSpec{
@@ -288,6 +291,32 @@ func (e *env) makeNamespacesSlow(t *testing.T, minReady int32, names ...string) 
 	}
 	for _, n := range names {
 		e.waitPods(t, n, "sidecar")
+	}
+	e.waitSeries(t, names...)
+}
+
+// waitSeries waits until Prometheus holds enough of each namespace's series
+// for the gate's minimum sample.
+func (e *env) waitSeries(t *testing.T, names ...string) {
+	t.Helper()
+	c, err := api.NewClient(api.Config{Address: e.prom.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := promv1.NewAPI(c)
+	for _, n := range names {
+		query := fmt.Sprintf(`sum(increase(meshshift_http_requests_total{namespace=%q}[5s])) >= 100`, n)
+		err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			v, _, _, err := q.Query(ctx, query, time.Now())
+			if err != nil {
+				return false, nil
+			}
+			vec, ok := v.(model.Vector)
+			return ok && len(vec) == 1, nil
+		})
+		if err != nil {
+			t.Fatalf("prometheus has no series of namespace %s: %v", n, err)
+		}
 	}
 }
 
@@ -385,7 +414,9 @@ func statusString(mm *v1alpha1.MeshMigration) string {
 }
 
 func waveIs(i int, p v1alpha1.WavePhase) func(*v1alpha1.MeshMigration) bool {
-	return func(mm *v1alpha1.MeshMigration) bool { return len(mm.Status.Waves) > i && mm.Status.Waves[i].Phase == p }
+	return func(mm *v1alpha1.MeshMigration) bool {
+		return len(mm.Status.Waves) > i && mm.Status.Waves[i].Phase == p
+	}
 }
 
 func condTrue(typ string) func(*v1alpha1.MeshMigration) bool {
