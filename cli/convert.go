@@ -125,6 +125,13 @@ var goFieldRe = regexp.MustCompile(`Go struct field [A-Za-z0-9_]+\.([^ ]+) of ty
 // duplicated field, or a value of the wrong type, is an error naming the field.
 func toTyped(o *Object, info kindInfo) (any, error) {
 	obj := info.typed()
+	if info.spec != nil {
+		// protojson first: its errors name the field; the client-go types'
+		// own decoder does not, and it ignores unknown fields.
+		if err := strictSpec(o, info.spec(obj)); err != nil {
+			return nil, err
+		}
+	}
 	b, err := json.Marshal(o.U.Object)
 	if err != nil {
 		return nil, &ManifestError{Source: o.Source, Object: o.Ref(), Err: fmt.Errorf("encode: %w", err)}
@@ -144,11 +151,6 @@ func toTyped(o *Object, info kindInfo) (any, error) {
 	}
 	if len(strict) > 0 {
 		return nil, &ManifestError{Source: o.Source, Object: o.Ref(), Field: strictField(strict[0]), Err: strictReason(strict[0])}
-	}
-	if info.spec != nil {
-		if err := strictSpec(o, info.spec(obj)); err != nil {
-			return nil, err
-		}
 	}
 	return obj, nil
 }
@@ -190,19 +192,26 @@ func strictSpec(o *Object, msg proto.Message) error {
 	fresh := msg.ProtoReflect().New().Interface()
 	if err := protojson.Unmarshal(b, fresh); err != nil {
 		msg := cleanProtoErr(err)
-		field := "spec"
 		if m := protoUnknownRe.FindStringSubmatch(msg); m != nil {
 			if path, ok := findKey(spec, m[1], "spec"); ok {
 				return &ManifestError{Source: o.Source, Object: o.Ref(), Field: path,
 					Err: errors.New("unknown field (misspelled, or not in this apiVersion)")}
 			}
 		}
-		return &ManifestError{Source: o.Source, Object: o.Ref(), Field: field, Err: errors.New(msg)}
+		if m := protoFieldRe.FindStringSubmatch(msg); m != nil {
+			if path, ok := findKey(spec, m[1], "spec"); ok {
+				return &ManifestError{Source: o.Source, Object: o.Ref(), Field: path, Err: errors.New(msg)}
+			}
+		}
+		return &ManifestError{Source: o.Source, Object: o.Ref(), Field: "spec", Err: errors.New(msg)}
 	}
 	return nil
 }
 
-var protoUnknownRe = regexp.MustCompile(`unknown field "([^"]+)"`)
+var (
+	protoUnknownRe = regexp.MustCompile(`unknown field "([^"]+)"`)
+	protoFieldRe   = regexp.MustCompile(`field ([A-Za-z_][A-Za-z0-9_]*)`)
+)
 
 // findKey finds the path of the first map key named key in v, depth first.
 func findKey(v any, key, path string) (string, bool) {
