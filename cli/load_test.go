@@ -203,8 +203,8 @@ func TestLoadTraffic(t *testing.T) {
 		t.Errorf("traffic %+v", tr)
 	}
 	for in, want := range map[string]string{
-		"workloads:\n- {namespace: a}\n":                               "field workloads[0]: namespace and workload are required",
-		"workloads:\n- {namespace: a, workload: w, errorRate: 2}\n":    "field workloads[0].errorRate: 2 is not a fraction",
+		"workloads:\n- {namespace: a}\n":                                "field workloads[0]: namespace and workload are required",
+		"workloads:\n- {namespace: a, workload: w, errorRate: 2}\n":     "field workloads[0].errorRate: 2 is not a fraction",
 		"workloads:\n- {namespace: a, workload: w, protocols: [ftp]}\n": `field workloads[0].protocols: "ftp" is not one of`,
 		"workload: []\n": `unknown field "workload"`,
 	} {
