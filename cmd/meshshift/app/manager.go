@@ -22,6 +22,7 @@ type managerOptions struct {
 	leaderElectNS string
 	zap           ctrlzap.Options
 	webhook       webhookFlags
+	migrator      migratorFlags
 }
 
 func newManagerCommand() *cobra.Command {
@@ -41,6 +42,7 @@ func newManagerCommand() *cobra.Command {
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "hold a lease so that only one manager replica acts at a time")
 	f.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader election lease; empty means the manager's own")
 	o.webhook.bind(f)
+	o.migrator.bind(f)
 	zfs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(zfs)
 	f.AddGoFlagSet(zfs)
@@ -95,6 +97,9 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
+	}
+	if err := o.migrator.setup(mgr); err != nil {
+		return fmt.Errorf("set up migrator: %w", err)
 	}
 	log.Info("starting manager", "version", Version())
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
