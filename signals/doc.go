@@ -2,17 +2,20 @@
 //
 //   - Features: which mesh objects (Istio, Gateway API GAMMA routes, Cilium) select
 //     a workload, kept by Index, an in-memory index from those objects to the pods
-//     they select, updated incrementally from informer events (see Watch).
+//     they select, updated incrementally from informer events (EventHandler) and
+//     answering FeaturesFor for a pod not yet created.
 //   - TrafficSnapshot / WorkloadTraffic: each workload's live traffic figures and
-//     their age, filled by a traffic source (the node agent's snapshots or PromQL).
-//   - Capabilities: whether ztunnel and Cilium are present and what the nodes'
-//     kernels support (node labels written by the agent).
+//     their age, filled by a traffic source: AgentSource (the node agents'
+//     snapshots) or PromSource (PromQL over the agents' metrics).
+//   - Capabilities: whether ztunnel and Cilium run (DetectCapabilities) and what
+//     the nodes' kernels support (node labels written by the agent).
 //
 // Direction of imports: signals → policies → webhook / migrator / CLI.
 // policies imports this package for its plain data types (Feature, FeatureRef,
-// Features, WorkloadTraffic, Capabilities); signals must never import policies,
-// webhook, migrator or cmd. The data types in features.go, traffic.go and
-// capabilities.go use only the standard library; the index reads typed Istio and
-// Gateway API objects and unstructured Cilium objects and never talks to a
-// cluster itself: Watch wires it to informers the caller provides.
+// Features, WorkloadTraffic, Capabilities) and uses nothing else of it; signals
+// must never import policies, webhook, migrator, bpf or cmd. The data types and
+// the index do no I/O and read no clock; only the traffic sources talk to the
+// network (agents' HTTP endpoints, Prometheus), and only when the manager runs
+// them. The index reads typed Istio (istio.io/client-go) and Gateway API objects
+// and Cilium's objects as unstructured (the cilium/cilium module is not imported).
 package signals
