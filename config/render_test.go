@@ -207,6 +207,12 @@ func TestRenderingsPassServerSideDryRun(t *testing.T) {
 		"helm template":                 helmTemplate(t, root),
 		"helm template certManager":     helmTemplate(t, root, "certManager.enabled=true"),
 	}
+	samples, err := cli.LoadFiles([]string{filepath.Join(root, "config", "samples", "meshmigration.yaml"),
+		filepath.Join(root, "config", "samples", "dataplanepolicy.yaml"), filepath.Join(root, "policies", "default-policy.yaml")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	renderings["config/samples and the default policy"] = cli.Unstructured(samples)
 	for name, objs := range renderings {
 		if err := a.Apply(ctx, objs); err != nil {
 			t.Errorf("%s does not pass a server-side dry run:\n%v", name, err)
