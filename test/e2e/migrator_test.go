@@ -113,6 +113,14 @@ func testHappyPath(t *testing.T, e *env) {
 		e.waitPods(t, ns, v1alpha1.ModeAmbient)
 		flippedTo(t, e, ns, v1alpha1.ModeAmbient)
 	}
+	for _, w := range mm.Status.Waves {
+		if v := metricValue(t, "meshshift_migration_wave", map[string]string{"migration": "happy", "wave": w.Name, "phase": "Promoted"}); v != 1 {
+			t.Errorf("meshshift_migration_wave{wave=%s,phase=Promoted} = %v, want 1", w.Name, v)
+		}
+	}
+	if v := metricValue(t, "meshshift_migration_gate_evaluations_total", map[string]string{"migration": "happy", "result": "Pass"}); v < 3 {
+		t.Errorf("meshshift_migration_gate_evaluations_total{result=Pass} = %v, want >= 3", v)
+	}
 	evs := e.events(t, "happy")
 	t.Logf("events:\n  %s", strings.Join(evs, "\n  "))
 	for _, want := range []string{migrator.ReasonPlanned, migrator.ReasonPrecheckPassed, migrator.ReasonBaselineRecorded,
@@ -190,6 +198,12 @@ func testBreach(t *testing.T, e *env) {
 	e.waitPods(t, "breach-3", v1alpha1.ModeSidecar)
 	if l, a := e.nsState(t, "breach-3"); l["istio-injection"] != "enabled" || a[migrator.AnnotationMigration] != "" {
 		t.Errorf("breach-3 (never started) labels %v annotations %v, want untouched and released", l, a)
+	}
+	if v := metricValue(t, "meshshift_migration_rollbacks_total", map[string]string{"migration": "breach", "reason": "GateBreached"}); v != 1 {
+		t.Errorf("meshshift_migration_rollbacks_total{reason=GateBreached} = %v, want 1", v)
+	}
+	if v := metricValue(t, "meshshift_migration_gate_evaluations_total", map[string]string{"migration": "breach", "result": "Fail"}); v < 2 {
+		t.Errorf("meshshift_migration_gate_evaluations_total{result=Fail} = %v, want >= 2", v)
 	}
 	evs := strings.Join(e.events(t, "breach"), "\n")
 	for _, want := range []string{migrator.ReasonGateBreached, migrator.ReasonRollbackStarted, migrator.ReasonWaveRolledBack} {

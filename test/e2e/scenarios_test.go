@@ -165,8 +165,9 @@ func testKill(t *testing.T, e *env) {
 		killWhen func(*v1alpha1.MeshMigration, *appsv1.Deployment) bool
 	}
 	rolling := func(d *appsv1.Deployment, token string) bool {
+		// The controller has seen the new template and the rollout is under way.
 		return token != "" && d.Spec.Template.Annotations[migrator.AnnotationRestartedAt] == token &&
-			(d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedReplicas < 2 || d.Status.AvailableReplicas < 2 || d.Status.Replicas > 2)
+			d.Status.ObservedGeneration == d.Generation && (d.Status.UpdatedReplicas < 2 || d.Status.AvailableReplicas < 2 || d.Status.Replicas > 2)
 	}
 	scenarios := []scenario{
 		{"after-flip", false, func(mm *v1alpha1.MeshMigration, _ *appsv1.Deployment) bool {
