@@ -20,13 +20,19 @@ import (
 // records the evaluation time of every query.
 type fakeProm struct {
 	answers map[string]func() (model.Value, error)
-	times   []time.Time
+	// fallback answers queries the table lacks; nil means no data.
+	fallback func(q string) (model.Value, error)
+	times    []time.Time
 }
 
 func (f *fakeProm) Query(_ context.Context, q string, ts time.Time, _ ...promv1.Option) (model.Value, promv1.Warnings, promv1.Infos, error) {
 	f.times = append(f.times, ts)
 	a, ok := f.answers[q]
 	if !ok {
+		if f.fallback != nil {
+			v, err := f.fallback(q)
+			return v, nil, nil, err
+		}
 		return model.Vector{}, nil, nil, nil
 	}
 	v, err := a()
