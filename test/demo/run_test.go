@@ -84,7 +84,7 @@ func TestDemo(t *testing.T) {
 	if len(mm.Spec.Waves) != 3 {
 		t.Fatalf("the plan proposes %d waves, want 3: %+v", len(mm.Spec.Waves), mm.Spec.Waves)
 	}
-	mm.Spec.BakeTime = &metav1.Duration{Duration: 6 * time.Second}
+	mm.Spec.BakeTime = &metav1.Duration{Duration: 8 * time.Second}
 	mm.Spec.Gate = gate()
 	if err := cl.Create(ctx, mm); err != nil {
 		t.Fatalf("create the migration: %v", err)
@@ -93,7 +93,7 @@ func TestDemo(t *testing.T) {
 	for i, w := range mm.Spec.Waves {
 		waves = append(waves, fmt.Sprintf("%d=%s", i+1, strings.Join(w.Namespaces, ",")))
 	}
-	p.say("MeshMigration %s created from the plan: waves %s; bake 6s; gate errorRate ≤ 0.1, p99 ≤ 2× baseline, checked every 1s",
+	p.say("MeshMigration %s created from the plan: waves %s; bake 8s; gate errorRate ≤ 0.1, p99 ≤ 2× baseline, checked every 1s",
 		migrationName, strings.Join(waves, " "))
 
 	final := watch(ctx, t, p, cl, exp, 150*time.Second)
@@ -149,7 +149,9 @@ func watch(ctx context.Context, t *testing.T, p *printer, cl client.Client, exp 
 				checks[i] = g
 				p.say("  gate of wave %d: %s", i+1, g)
 			}
-			if i == breachWave && w.Phase == meshv1alpha1.WaveBaking && !injected {
+			// Inject once the wave restarts: its baseline is recorded, and the
+			// whole bake sees the errors.
+			if i == breachWave && (w.Phase == meshv1alpha1.WaveRestarting || w.Phase == meshv1alpha1.WaveBaking) && !injected {
 				injected = true
 				for _, ns := range w.Namespaces {
 					exp.Set(ns, breach)
