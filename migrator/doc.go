@@ -12,6 +12,11 @@
 // Ready → bake with the gate → promote, or roll back (restore the record,
 // restart, wait Ready) and stop.
 //
+// Waves are planned once, when a migration starts (status.waves): later edits
+// of spec.waves or of the namespaces' labels do not re-plan them. The wave
+// phase Prechecking covers the baseline recording that follows a passed
+// precheck.
+//
 // Crash safety: each reconcile does one step of the wave's phase, and every step
 // is idempotent. A phase is written to the MeshMigration's status (with an
 // optimistic-concurrency update) before the step that follows it mutates

@@ -234,14 +234,27 @@ func (r *Reconciler) releaseUntouched(ctx context.Context, mm *v1alpha1.MeshMigr
 	return nil
 }
 
-// finalize releases every namespace of a deleted migration (the labels stay
-// as they are: deleting a migration does not undo it) and drops the finalizer.
+// finalize releases every namespace of a deleted migration and drops the
+// finalizer. Deleting a migration does not undo it: flipped namespaces stay
+// flipped, and a flip or undo in progress is completed first.
 func (r *Reconciler) finalize(ctx context.Context, mm *v1alpha1.MeshMigration) error {
 	if !controllerutil.ContainsFinalizer(mm, Finalizer) {
 		return nil
 	}
 	for _, w := range mm.Status.Waves {
 		for _, n := range w.Namespaces {
+			// Never leave a namespace between two modes: finish a flip or
+			// an undo the deletion interrupted.
+			var err error
+			switch w.Phase {
+			case v1alpha1.WaveFlipping:
+				err = r.flipNamespace(ctx, mm, w.Name, n)
+			case v1alpha1.WaveRollingBack:
+				err = r.undoNamespace(ctx, mm.Name, n)
+			}
+			if err != nil {
+				return err
+			}
 			if err := r.release(ctx, n, mm.Name, true); err != nil {
 				return err
 			}

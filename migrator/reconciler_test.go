@@ -2,6 +2,7 @@ package migrator
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
 	"strings"
 	"testing"
@@ -357,4 +358,51 @@ func TestPlanWaves(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDeleteMidFlipCompletesAndReleases: deleting a migration whose wave is
+// between flip steps completes the flip (no half-flipped namespace), then
+// releases the namespace and lets the migration go.
+func TestDeleteMidFlipCompletesAndReleases(t *testing.T) {
+	ns := sidecarNamespace("shop")
+	mm := migration("m", v1alpha1.ModeAmbient, "shop")
+	mm.Finalizers = []string{Finalizer}
+	mm.Status.Waves = []v1alpha1.WaveStatus{{Name: "w1", Namespaces: []string{"shop"}, Phase: v1alpha1.WaveFlipping}}
+	r, _ := newTestReconciler(t, signals.Capabilities{Ztunnel: true}, nil, ns, deployment("shop", "web"), mm)
+	ctx := context.Background()
+	// The first flip step (the record) happened; the labels did not.
+	rec := newRecord(ns, "m", "w1", v1alpha1.ModeAmbient, &nsPlan{})
+	got := &corev1.Namespace{}
+	_ = r.Client.Get(ctx, client.ObjectKey{Name: "shop"}, got)
+	if err := r.applySteps(ctx, got, []nsStep{func(n *corev1.Namespace) {
+		n.Annotations[AnnotationPreviousLabels] = mustJSON(t, rec)
+		n.Annotations[AnnotationMigration] = "m"
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.Delete(ctx, mm); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Name: "m"}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Client.Get(ctx, client.ObjectKey{Name: "shop"}, got)
+	if got.Labels["istio.io/dataplane-mode"] != "ambient" || got.Labels["istio-injection"] != "" || got.Annotations[v1alpha1.AnnotationMode] != "ambient" {
+		t.Errorf("namespace after deletion mid-flip: %v %v, want the flip completed", got.Labels, got.Annotations)
+	}
+	if got.Annotations[AnnotationMigration] != "" || got.Annotations[AnnotationPreviousLabels] != "" {
+		t.Errorf("namespace still claimed: %v", got.Annotations)
+	}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: "m"}, mm); !apierrors.IsNotFound(err) {
+		t.Errorf("migration after finalize: %v, want gone", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
