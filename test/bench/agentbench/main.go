@@ -10,6 +10,10 @@
 //
 //	agent: stream_ratio=<x> rr_ratio=<y> crr_ratio=<z> ns_per_run=<n>
 //
+// With -empty it attaches do-nothing programs at the same hook points instead
+// of the agent's, to show what the hooks alone cost (the ns_per_run phase
+// still measures the agent's programs).
+//
 // With -rss it instead tracks 1,000 cgroups through the agent's collector and
 // prints the process's resident set size.
 //
@@ -27,6 +31,7 @@ import (
 func main() {
 	rounds := flag.Int("rounds", 8, "alternating rounds (1-50)")
 	dur := flag.Duration("run", 400*time.Millisecond, "length of one measured run (50ms-5s)")
+	empty := flag.Bool("empty", false, "attach do-nothing programs instead of the agent's: the cost of the hook points alone")
 	rss := flag.Bool("rss", false, "measure the agent's RSS with -cgroups cgroups tracked instead")
 	cgroups := flag.Int("cgroups", 1000, "cgroups to track for -rss (1-10000)")
 	flag.Parse()
@@ -45,7 +50,7 @@ func main() {
 		if *rss {
 			err = runRSS(*cgroups)
 		} else {
-			err = runOverhead(*rounds, *dur)
+			err = runOverhead(*rounds, *dur, *empty)
 		}
 	}
 	if err != nil {

@@ -103,7 +103,7 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func runOverhead(rounds int, d time.Duration) (err error) {
+func runOverhead(rounds int, d time.Duration, empty bool) (err error) {
 	_, cg, undo, err := benchCgroup("meshshift-bench-")
 	if err != nil {
 		return err
@@ -140,7 +140,11 @@ func runOverhead(rounds int, d time.Duration) (err error) {
 		for _, w := range wls {
 			for _, on := range order {
 				if on {
-					if _, err := objs.AttachCgroup(cg); err != nil {
+					if empty {
+						if err := attachEmpty(cg); err != nil {
+							return err
+						}
+					} else if _, err := objs.AttachCgroup(cg); err != nil {
 						return err
 					}
 				}
@@ -152,7 +156,11 @@ func runOverhead(rounds int, d time.Duration) (err error) {
 				cpuPer[on][w.name] += (cpuTime() - cpu0).Seconds()
 				work[on][w.name] += v * d.Seconds()
 				if on {
-					err = errors.Join(err, objs.Detach())
+					if empty {
+						err = errors.Join(err, detachEmpty())
+					} else {
+						err = errors.Join(err, objs.Detach())
+					}
 				}
 				if err != nil {
 					return fmt.Errorf("%s run: %w", w.name, err)
@@ -282,4 +290,39 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+var emptyLinks []link.Link
+
+// attachEmpty attaches do-nothing sock_ops and cgroup_skb programs: with
+// -empty the benchmark measures what the hook points alone cost.
+func attachEmpty(cg string) error {
+	for _, p := range []struct {
+		t  ebpf.ProgramType
+		at ebpf.AttachType
+	}{{ebpf.SockOps, ebpf.AttachCGroupSockOps}, {ebpf.CGroupSKB, ebpf.AttachCGroupInetIngress}, {ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress}} {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type: p.t, License: "MIT",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()},
+		})
+		if err != nil {
+			return fmt.Errorf("load empty program: %w", err)
+		}
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: p.at, Program: prog})
+		prog.Close() // the link holds it
+		if err != nil {
+			return fmt.Errorf("attach empty program: %w", err)
+		}
+		emptyLinks = append(emptyLinks, l)
+	}
+	return nil
+}
+
+func detachEmpty() error {
+	var errs []error
+	for _, l := range emptyLinks {
+		errs = append(errs, l.Close())
+	}
+	emptyLinks = nil
+	return errors.Join(errs...)
 }
