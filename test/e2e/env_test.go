@@ -56,11 +56,13 @@ var caps = signals.Capabilities{Ztunnel: true}
 // real Prometheus and the exporter it scrapes. Tests share it and use their
 // own namespaces.
 type env struct {
-	c         *harness.Cluster
-	cl        client.Client
-	scheme    *runtime.Scheme
-	migrator  *rest.Config
-	exp       *prom.Exporter
+	c        *harness.Cluster
+	cl       client.Client
+	scheme   *runtime.Scheme
+	migrator *rest.Config
+	exp      *prom.Exporter
+	// expStop is a second exporter (target) that a test may stop outright.
+	expStop   *prom.Exporter
 	prom      *prom.Server
 	startedAt time.Time
 }
@@ -103,7 +105,8 @@ func startEnv(t *testing.T) *env {
 	e.migrator = u.Config()
 	e.startWebhook(t)
 	e.exp = prom.NewExporter(t)
-	e.prom = prom.Start(t, e.exp.Addr)
+	e.expStop = prom.NewExporter(t)
+	e.prom = prom.Start(t, e.exp.Addr, e.expStop.Addr)
 	t.Logf("environment up in %v", time.Since(e.startedAt).Round(time.Millisecond))
 	return e
 }

@@ -215,6 +215,10 @@ func testBreach(t *testing.T, e *env) {
 
 func testInconclusive(t *testing.T, e *env) {
 	e.makeNamespaces(t, "inconclusive-1")
+	// The namespace's series come from the second exporter, which stops below.
+	e.expStop.Set("inconclusive-1", prom.DefaultTraffic)
+	e.exp.Remove("inconclusive-1")
+	e.waitSeries(t, "inconclusive-1")
 	stop := e.startMigrator(t, migratorOpts{releaseLease: true})
 	defer stop()
 	bake := 12 * time.Second
@@ -228,11 +232,11 @@ func testInconclusive(t *testing.T, e *env) {
 		},
 	})
 	e.waitMigration(t, "inconclusive", 2*time.Minute, "baking", waveIs(0, v1alpha1.WaveBaking))
-	e.exp.Remove("inconclusive-1") // the exporter stops serving the namespace
+	e.expStop.Stop() // Prometheus sees the target down; the series go stale
 	stopped := time.Now()
 	mm := e.waitMigration(t, "inconclusive", time.Minute, "paused", condTrue(migrator.ConditionPaused))
 	c := condition(mm, migrator.ConditionPaused)
-	t.Logf("paused %v after the series stopped: %s: %s", time.Since(stopped).Round(time.Millisecond), c.Reason, c.Message)
+	t.Logf("paused %v after the exporter stopped: %s: %s", time.Since(stopped).Round(time.Millisecond), c.Reason, c.Message)
 	if c.Reason != migrator.ReasonGateInconclusive || !mm.Spec.Paused || mm.Status.Waves[0].Phase != v1alpha1.WaveBaking {
 		t.Fatalf("after inconclusive checks: %s", statusString(mm))
 	}
