@@ -120,3 +120,23 @@ func TestCollectorKeepsCountersOfRemovedContainers(t *testing.T) {
 		t.Errorf("pod after the retried forget: %d, want 9", got)
 	}
 }
+
+func TestCgroup2UnderFindsTheHybridLayout(t *testing.T) {
+	mnt, err := bpf.Cgroup2Mount()
+	if err != nil {
+		t.Skipf("no cgroup v2 mount: %v", err)
+	}
+	got, err := cgroup2Under(mnt)
+	if err != nil || got != mnt {
+		t.Errorf("cgroup2Under(%s) = %s, %v; want the mount itself", mnt, got, err)
+	}
+	if filepath.Base(mnt) == "unified" {
+		// Hybrid host: the parent is the v1 tmpfs.
+		if got, err := cgroup2Under(filepath.Dir(mnt)); err != nil || got != mnt {
+			t.Errorf("cgroup2Under(%s) = %s, %v; want %s", filepath.Dir(mnt), got, err, mnt)
+		}
+	}
+	if _, err := cgroup2Under(t.TempDir()); err == nil {
+		t.Error("a temporary folder passed as a cgroup v2 root")
+	}
+}

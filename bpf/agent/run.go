@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshshift/meshshift/bpf"
@@ -75,6 +77,8 @@ func Run(ctx context.Context, cfg Config) error {
 		if mnt, err = bpf.Cgroup2Mount(); err != nil {
 			return err
 		}
+	} else if mnt, err = cgroup2Under(mnt); err != nil {
+		return err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
@@ -134,4 +138,17 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}
 	}
+}
+
+// cgroup2Under returns root when it is a cgroup v2 file system, else its
+// "unified" folder when that is one (the hybrid layout, where root is a tmpfs
+// of v1 hierarchies).
+func cgroup2Under(root string) (string, error) {
+	for _, p := range []string{root, filepath.Join(root, "unified")} {
+		var st unix.Statfs_t
+		if unix.Statfs(p, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("cgroup root %s: neither it nor %s/unified is a cgroup v2 file system", root, root)
 }
