@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	jsonpatchv5 "github.com/evanphx/json-patch/v5"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 )
@@ -100,6 +103,50 @@ func FuzzPodMetadata(f *testing.F) {
 		}
 		if r := handle(val, request(admissionv1.Create, "Pod", "pods", namespace, patched, nil)); !r.Allowed {
 			t.Fatalf("validator rejects what the mutator wrote: %s\n%+v", patched, r.Result)
+		}
+	})
+}
+
+// FuzzDecodePod checks the one-pass decodePod against a full decode of the
+// same document: on valid JSON both succeed with equal results or both fail.
+func FuzzDecodePod(f *testing.F) {
+	f.Add([]byte(`{"kind":"Pod","metadata":{"name":"p","labels":{"a":"b"},"ownerReferences":[{"kind":"ReplicaSet","name":"r","controller":true}]},"spec":{"hostNetwork":true,"containers":[{"name":"c","ports":[{"containerPort":80}]}]},"status":{}}`))
+	f.Add([]byte(`{"meta\u0064ata":{"name":"x"},"spec":null}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"k":"v\"\\/\u00e9"}},"spec":{"hostNetwork":null,"x":[1,-2.5e+3,true,false,null,{}]}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, gotErr := decodePod(raw)
+		if !json.Valid(raw) {
+			return
+		}
+		var want podView
+		wantErr := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &want)
+		if wantErr == nil && want.Metadata == nil {
+			wantErr = errJSON
+		}
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("decodePod error %v, full decode error %v, on %s", gotErr, wantErr, raw)
+		}
+		if gotErr == nil && !reflect.DeepEqual(got, &want) {
+			t.Fatalf("decodePod %+v, full decode %+v, on %s", got, &want, raw)
+		}
+	})
+}
+
+// FuzzEncodePatch checks encodePatch against encoding/json on any keys and values.
+func FuzzEncodePatch(f *testing.F) {
+	f.Add("sidecar.istio.io/inject", "true", "a~b/c", "<\u2028\"\\\x01\xff>")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		ops := []jsonpatch.JsonPatchOperation{
+			{Operation: "add", Path: "/metadata/labels/" + escapePointer(k1), Value: v1},
+			{Operation: "add", Path: "/metadata/annotations", Value: map[string]string{k1: v1, k2: v2}},
+			{Operation: "remove", Path: "/metadata/labels/" + escapePointer(k2)},
+		}
+		want, err := json.Marshal(ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := encodePatch(ops); !bytes.Equal(got, want) {
+			t.Fatalf("encodePatch\n%s\njson.Marshal\n%s", got, want)
 		}
 	})
 }

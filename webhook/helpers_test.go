@@ -43,8 +43,15 @@ func testInputs(t testing.TB, dps []*v1alpha1.DataplanePolicy, objs ...client.Ob
 			t.Fatalf("policy %s does not compile", dp.Name)
 		}
 	}
+	nss := NewNamespaceStore()
+	for _, o := range objs {
+		if n, ok := o.(*corev1.Namespace); ok {
+			nss.upsert(n)
+		}
+	}
 	return &Inputs{
 		Cache:        fake.NewClientBuilder().WithScheme(testScheme()).WithObjects(objs...).Build(),
+		Namespaces:   nss,
 		Policies:     store,
 		Capabilities: StaticCapabilities(signals.Capabilities{Ztunnel: true, Cilium: true}),
 	}

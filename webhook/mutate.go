@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sigsjson "sigs.k8s.io/json"
 
 	"github.com/meshshift/meshshift/policies"
 	"github.com/meshshift/meshshift/signals"
@@ -41,20 +39,6 @@ type podMeta struct {
 	OwnerReferences []metav1.OwnerReference `json:"ownerReferences,omitempty"`
 }
 
-func decodePod(raw []byte) (*podView, error) {
-	if len(raw) == 0 {
-		return nil, fmt.Errorf("decode pod: empty object")
-	}
-	var p podView
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &p); err != nil {
-		return nil, fmt.Errorf("decode pod: %w", err)
-	}
-	if p.Metadata == nil {
-		return nil, fmt.Errorf("decode pod: metadata is missing")
-	}
-	return &p, nil
-}
-
 func (p *podView) displayName() string {
 	if p.Metadata.Name != "" {
 		return p.Metadata.Name
@@ -77,6 +61,8 @@ func (p *podView) controller() (kind, name string) {
 type Inputs struct {
 	// Cache reads Namespaces and MeshMigrations (the manager's informer cache).
 	Cache client.Reader
+	// Namespaces, when set, answers namespace lookups instead of Cache.
+	Namespaces *NamespaceStore
 	// Policies are the compiled DataplanePolicies.
 	Policies *PolicyStore
 	// Features, Traffic and Capabilities feed policies.Decide.
@@ -92,6 +78,12 @@ type Inputs struct {
 }
 
 func (in *Inputs) namespace(ctx context.Context, name string) policies.Namespace {
+	if in.Namespaces != nil {
+		if ns, ok := in.Namespaces.Get(name); ok {
+			return ns
+		}
+		return policies.Namespace{Name: name}
+	}
 	out := policies.Namespace{Name: name}
 	if in.Cache == nil || name == "" {
 		return out
@@ -154,19 +146,19 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 			[]string{"meshshift: no dataplane decision: " + errs.ToAggregate().Error()})
 	}
 	d := m.decide(pod, ns)
-	labels := applyMap(pod.Metadata.Labels, d.Labels, d.LabelsToRemove)
-	annotations := applyMap(pod.Metadata.Annotations, d.Annotations, d.AnnotationsToRemove)
-	ops := mapPatch("/metadata/labels", pod.Metadata.Labels, labels)
-	ops = append(ops, mapPatch("/metadata/annotations", pod.Metadata.Annotations, annotations)...)
+	ops := mapPatch("/metadata/labels", pod.Metadata.Labels, d.Labels, d.LabelsToRemove)
+	ops = append(ops, mapPatch("/metadata/annotations", pod.Metadata.Annotations, d.Annotations, d.AnnotationsToRemove)...)
 	decisionsTotal.WithLabelValues(string(d.Mode), d.Rule).Inc()
 	decisionSeconds.Observe(time.Since(start).Seconds())
-	var resp admission.Response
 	if len(ops) == 0 {
-		resp = admission.Allowed("")
-	} else {
-		resp = admission.Patched("", ops...)
+		return withWarnings(admission.Allowed(""), d.Warnings)
 	}
-	return withWarnings(resp, d.Warnings)
+	// The patch is encoded here (encodePatch) rather than by Response.Complete
+	// from Patches, which marshals through reflection.
+	pt := admissionv1.PatchTypeJSONPatch
+	return withWarnings(admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+		Allowed: true, PatchType: &pt, Patch: encodePatch(ops), Result: &metav1.Status{Code: http.StatusOK},
+	}}, d.Warnings)
 }
 
 // decide gathers the pod's inputs from the caches and calls policies.Decide.
@@ -201,33 +193,20 @@ func (m *PodMutator) decide(pod *podView, ns policies.Namespace) policies.Decisi
 	return policies.Decide(input)
 }
 
-// applyMap returns orig with set applied and remove deleted; orig is not changed.
-func applyMap(orig, set map[string]string, remove []string) map[string]string {
-	out := make(map[string]string, len(orig)+len(set))
-	for k, v := range orig {
-		out[k] = v
-	}
-	for k, v := range set {
-		out[k] = v
-	}
-	for _, k := range remove {
-		delete(out, k)
-	}
-	return out
-}
-
-// mapPatch is the JSON patch turning the map at path from orig into cur, one
-// operation per key in key order (a whole-map add when orig is absent).
-func mapPatch(path string, orig, cur map[string]string) []jsonpatch.JsonPatchOperation {
+// mapPatch is the JSON patch that sets set and deletes remove in the map at
+// path whose current content is orig: one operation per changed key, sets in
+// key order then removals (a whole-map add when orig is empty). Keys already
+// at their value produce nothing.
+func mapPatch(path string, orig, set map[string]string, remove []string) []jsonpatch.JsonPatchOperation {
 	if len(orig) == 0 {
-		if len(cur) == 0 {
+		if len(set) == 0 {
 			return nil
 		}
-		return []jsonpatch.JsonPatchOperation{{Operation: "add", Path: path, Value: cur}}
+		return []jsonpatch.JsonPatchOperation{{Operation: "add", Path: path, Value: set}}
 	}
 	var ops []jsonpatch.JsonPatchOperation
-	for _, k := range sortedKeys(cur) {
-		v := cur[k]
+	for _, k := range sortedKeys(set) {
+		v := set[k]
 		old, ok := orig[k]
 		switch {
 		case !ok:
@@ -236,9 +215,11 @@ func mapPatch(path string, orig, cur map[string]string) []jsonpatch.JsonPatchOpe
 			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "replace", Path: path + "/" + escapePointer(k), Value: v})
 		}
 	}
-	for _, k := range sortedKeys(orig) {
-		if _, ok := cur[k]; !ok {
-			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "remove", Path: path + "/" + escapePointer(k)})
+	for _, k := range remove {
+		if _, ok := orig[k]; ok {
+			if _, isSet := set[k]; !isSet {
+				ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "remove", Path: path + "/" + escapePointer(k)})
+			}
 		}
 	}
 	return ops

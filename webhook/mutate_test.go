@@ -261,7 +261,7 @@ func TestPodMutator(t *testing.T) {
 			if resp.Result == nil || resp.Result.Code != tc.code {
 				t.Fatalf("result = %+v, want code %d", resp.Result, tc.code)
 			}
-			if diff := cmp.Diff(tc.patches, resp.Patches); diff != "" {
+			if diff := cmp.Diff(wireOps(t, tc.patches), patchOps(t, resp.Patch)); diff != "" {
 				t.Errorf("patches (-want +got):\n%s", diff)
 			}
 			if len(tc.patches) == 0 && (resp.PatchType != nil || len(resp.Patch) > 0) {
@@ -326,13 +326,42 @@ func TestPodMutatorUsesOwnerForTraffic(t *testing.T) {
 	if !resp.Allowed {
 		t.Fatalf("not allowed: %+v", resp.Result)
 	}
-	var got string
-	for _, p := range resp.Patches {
+	var got any
+	for _, p := range patchOps(t, resp.Patch) {
 		if p.Path == "/metadata/annotations" {
-			got = p.Value.(map[string]string)[v1alpha1.AnnotationDecision]
+			got = p.Value.(map[string]any)[v1alpha1.AnnotationDecision]
 		}
 	}
 	if got != "ambient/rule:quiet" {
-		t.Fatalf("decision = %q, want ambient/rule:quiet (patches %+v)", got, resp.Patches)
+		t.Fatalf("decision = %v, want ambient/rule:quiet (patch %s)", got, resp.Patch)
 	}
+}
+
+// wireOp is a JSON patch operation as it is on the wire.
+type wireOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// patchOps decodes a patch as the API server reads it; nil for no patch.
+func patchOps(t *testing.T, patch []byte) []wireOp {
+	t.Helper()
+	if len(patch) == 0 {
+		return nil
+	}
+	var ops []wireOp
+	if err := json.Unmarshal(patch, &ops); err != nil {
+		t.Fatalf("patch %s is not a JSON patch: %v", patch, err)
+	}
+	return ops
+}
+
+// wireOps is what ops look like once encoded by encoding/json and read back.
+func wireOps(t *testing.T, ops []jsonpatch.JsonPatchOperation) []wireOp {
+	t.Helper()
+	if len(ops) == 0 {
+		return nil
+	}
+	return patchOps(t, mustJSON(t, ops))
 }

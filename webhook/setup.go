@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -146,16 +145,22 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 	if _, err := inf.AddEventHandler(store.EventHandler()); err != nil {
 		return nil, fmt.Errorf("watch dataplanepolicies: %w", err)
 	}
-	for _, obj := range []client.Object{&corev1.Namespace{}, &v1alpha1.MeshMigration{}} {
-		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
-			return nil, fmt.Errorf("get %T informer: %w", obj, err)
-		}
+	namespaces := NewNamespaceStore()
+	nsInf, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{})
+	if err != nil {
+		return nil, fmt.Errorf("get namespace informer: %w", err)
+	}
+	if _, err := nsInf.AddEventHandler(namespaces.EventHandler()); err != nil {
+		return nil, fmt.Errorf("watch namespaces: %w", err)
+	}
+	if _, err := mgr.GetCache().GetInformer(ctx, &v1alpha1.MeshMigration{}); err != nil {
+		return nil, fmt.Errorf("get meshmigration informer: %w", err)
 	}
 	synced := &atomic.Bool{}
 	if err := mgr.Add(&cacheSyncWaiter{wait: mgr.GetCache().WaitForCacheSync, synced: synced}); err != nil {
 		return nil, fmt.Errorf("add cache sync waiter: %w", err)
 	}
-	in := &Inputs{Cache: mgr.GetCache(), Policies: store, Features: opts.Features, Traffic: opts.Traffic,
+	in := &Inputs{Cache: mgr.GetCache(), Namespaces: namespaces, Policies: store, Features: opts.Features, Traffic: opts.Traffic,
 		Capabilities: opts.Capabilities, Clock: opts.Clock, Ready: synced.Load}
 	w := &Webhooks{Policies: store, Inputs: in}
 

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -106,6 +107,64 @@ func (s *PolicyStore) EventHandler() cache.ResourceEventHandler {
 			}
 			if dp, ok := obj.(*v1alpha1.DataplanePolicy); ok {
 				s.Delete(dp.Name)
+			}
+		},
+	}
+}
+
+// NamespaceStore keeps every namespace's labels and annotations, fed by the
+// Namespace informer, so the admission path reads them without the deep copy
+// a cache Get makes. The maps are the informer's own objects' and are never
+// changed (informer objects are read-only).
+type NamespaceStore struct {
+	mu sync.RWMutex
+	m  map[string]policies.Namespace
+}
+
+// NewNamespaceStore returns an empty store.
+func NewNamespaceStore() *NamespaceStore {
+	return &NamespaceStore{m: map[string]policies.Namespace{}}
+}
+
+// Get returns the namespace called name; ok is false when it is unknown.
+func (s *NamespaceStore) Get(name string) (policies.Namespace, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ns, ok := s.m[name]
+	return ns, ok
+}
+
+func (s *NamespaceStore) upsert(ns *corev1.Namespace) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[ns.Name] = policies.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
+}
+
+func (s *NamespaceStore) delete(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, name)
+}
+
+// EventHandler feeds the store from a Namespace informer.
+func (s *NamespaceStore) EventHandler() cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if ns, ok := obj.(*corev1.Namespace); ok {
+				s.upsert(ns)
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if ns, ok := obj.(*corev1.Namespace); ok {
+				s.upsert(ns)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if ns, ok := obj.(*corev1.Namespace); ok {
+				s.delete(ns.Name)
 			}
 		},
 	}

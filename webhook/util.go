@@ -6,6 +6,9 @@ import (
 )
 
 func sortedKeys(m map[string]string) []string {
+	if len(m) == 0 {
+		return nil
+	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -17,4 +20,9 @@ func sortedKeys(m map[string]string) []string {
 var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 // escapePointer escapes one JSON pointer token (RFC 6901).
-func escapePointer(s string) string { return pointerEscaper.Replace(s) }
+func escapePointer(s string) string {
+	if !strings.ContainsAny(s, "~/") {
+		return s
+	}
+	return pointerEscaper.Replace(s)
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/webhook"
+)
+
+// abba is the order of the variants: noop first, then alternating pairs, so
+// that drift in a shared machine's load hits both alike.
+func abba(rounds int) []bool {
+	out := make([]bool, 0, 2*rounds)
+	for i := 0; i < rounds; i++ {
+		if i%2 == 0 {
+			out = append(out, true, false)
+		} else {
+			out = append(out, false, true)
+		}
+	}
+	return out
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func name(noop bool) string {
+	if noop {
+		return "noop     "
+	}
+	return "meshshift"
+}
+
+type createResult struct{ ratio float64 }
+
+// benchCreates times pod creates through the API server with each variant.
+func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
+	fmt.Printf("webhook bench (a): %d pods per round through the API server, %d workers, %d rounds per variant\n", c.pods, c.podWorkers, c.rounds)
+	secs := map[bool][]float64{}
+	for i, noop := range abba(c.rounds) {
+		if err := e.install(ctx, noop); err != nil {
+			return createResult{}, err
+		}
+		d, undecided, err := createRound(ctx, e, c, i)
+		if err != nil {
+			return createResult{}, err
+		}
+		if !noop && undecided > 0 {
+			return createResult{}, fmt.Errorf("%d pods admitted without a decision in a meshshift round", undecided)
+		}
+		secs[noop] = append(secs[noop], d.Seconds())
+		fmt.Printf("  round %d %s %7.3fs  %5.2f ms/pod\n", i, name(noop), d.Seconds(), d.Seconds()*1000/float64(c.pods))
+	}
+	r := createResult{ratio: median(secs[false]) / median(secs[true])}
+	fmt.Printf("  median    noop %.3fs  meshshift %.3fs  create_ratio %.3f (goal <= 1.10)\n", median(secs[true]), median(secs[false]), r.ratio)
+	return r, nil
+}
+
+func createRound(ctx context.Context, e *env, c config, round int) (time.Duration, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.roundTimeout)
+	defer cancel()
+	var next, undecided atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < c.podWorkers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(c.pods) {
+				pod := benchPod("r" + strconv.Itoa(round) + "-")
+				if err := e.cluster.Client.Create(ctx, pod); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				if _, ok := pod.Annotations[v1alpha1.AnnotationDecision]; !ok {
+					undecided.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), undecided.Load(), firstErr
+}
+
+type directResult struct {
+	ratio, rps float64
+	p99        time.Duration
+}
+
+// reviewBody is the AdmissionReview the API server would send for benchPod.
+func reviewBody() ([]byte, error) {
+	pod := benchPod("")
+	pod.Name = "checkout-7d9f8c6b5-x2x9q"
+	pod.APIVersion, pod.Kind = "v1", "Pod"
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(&admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: "7f1c0e8e-1111-2222-3333-444455556666", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: benchNamespace,
+			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
+		},
+	})
+}
+
+// benchDirect sends reviews straight to the server with each variant.
+func benchDirect(ctx context.Context, e *env, c config) (directResult, error) {
+	body, err := reviewBody()
+	if err != nil {
+		return directResult{}, err
+	}
+	tr := &http.Transport{TLSClientConfig: e.tls, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: c.concurrency}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	base := "https://127.0.0.1:" + strconv.Itoa(e.port)
+	fmt.Printf("webhook bench (b): %d AdmissionReviews (%d bytes) per round over HTTPS on 127.0.0.1, %d concurrent, %d rounds per variant\n",
+		c.reviews, len(body), c.concurrency, c.rounds)
+	// Wait for the webhook's caches (a decided answer), then warm up.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := reviewRound(ctx, hc, base+webhook.PathMutatePod, body, config{concurrency: 1, roundTimeout: c.roundTimeout}, 1, true)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return directResult{}, fmt.Errorf("webhook never decided: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, path := range []string{pathNoopMutate, webhook.PathMutatePod} {
+		if _, err := reviewRound(ctx, hc, base+path, body, c, 500, path == webhook.PathMutatePod); err != nil {
+			return directResult{}, err
+		}
+	}
+	rps := map[bool][]float64{}
+	var lat []time.Duration
+	for i, noop := range abba(c.rounds) {
+		path := webhook.PathMutatePod
+		if noop {
+			path = pathNoopMutate
+		}
+		r, err := reviewRound(ctx, hc, base+path, body, c, c.reviews, !noop)
+		if err != nil {
+			return directResult{}, err
+		}
+		rps[noop] = append(rps[noop], r.rps)
+		if !noop {
+			lat = append(lat, r.lat...)
+		}
+		fmt.Printf("  round %d %s %8.0f reviews/s  p50 %.2f ms  p99 %.2f ms\n", i, name(noop), r.rps, ms(pct(r.lat, 50)), ms(pct(r.lat, 99)))
+	}
+	out := directResult{ratio: median(rps[false]) / median(rps[true]), rps: median(rps[false]), p99: pct(lat, 99)}
+	fmt.Printf("  median    noop %.0f reviews/s  meshshift %.0f reviews/s  direct_ratio %.3f (goal >= 0.90)  meshshift p99 %.2f ms (goal <= 5 ms at >= 3000/s)\n",
+		median(rps[true]), out.rps, out.ratio, ms(out.p99))
+	return out, nil
+}
+
+func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
+
+func pct(lat []time.Duration, p int) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	i := len(s) * p / 100
+	if i >= len(s) {
+		i = len(s) - 1
+	}
+	return s[i]
+}
+
+type roundResult struct {
+	rps float64
+	lat []time.Duration
+}
+
+// reviewRound sends n reviews from c.concurrency workers (closed loop). The
+// first answer of each worker is checked: a meshshift answer must carry a patch.
+func reviewRound(ctx context.Context, hc *http.Client, url string, body []byte, c config, n int, wantPatch bool) (roundResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.roundTimeout)
+	defer cancel()
+	var next atomic.Int64
+	lats := make([][]time.Duration, c.concurrency)
+	errs := make([]error, c.concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < c.concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			buf := make([]byte, 0, 4096)
+			for i := 0; next.Add(1) <= int64(n); i++ {
+				t0 := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := hc.Do(req)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				buf = buf[:0]
+				b := bytes.NewBuffer(buf)
+				_, err = io.Copy(b, resp.Body)
+				_ = resp.Body.Close()
+				lats[w] = append(lats[w], time.Since(t0))
+				if err != nil || resp.StatusCode != http.StatusOK {
+					errs[w] = fmt.Errorf("review: status %d: %v", resp.StatusCode, err)
+					return
+				}
+				if i == 0 {
+					if err := checkReview(b.Bytes(), wantPatch); err != nil {
+						errs[w] = err
+						return
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	d := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return roundResult{}, err
+	}
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	return roundResult{rps: float64(len(all)) / d.Seconds(), lat: all}, nil
+}
+
+func checkReview(b []byte, wantPatch bool) error {
+	var r admissionv1.AdmissionReview
+	if err := json.Unmarshal(b, &r); err != nil || r.Response == nil {
+		return fmt.Errorf("answer is no AdmissionReview: %v", err)
+	}
+	if !r.Response.Allowed {
+		return fmt.Errorf("review denied: %+v", r.Response.Result)
+	}
+	if wantPatch && len(r.Response.Patch) == 0 {
+		return errors.New("meshshift answered without a patch")
+	}
+	return nil
+}

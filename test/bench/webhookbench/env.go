@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/signals"
+	"github.com/meshshift/meshshift/test/harness"
+	"github.com/meshshift/meshshift/webhook"
+	"github.com/meshshift/meshshift/webhook/webhooktest"
+)
+
+// Paths of the no-op handlers, served by the same server as meshshift's.
+const (
+	pathNoopMutate   = "/noop-mutate"
+	pathNoopValidate = "/noop-validate"
+	benchNamespace   = "bench"
+)
+
+type env struct {
+	cluster *harness.Cluster
+	port    int
+	w       *webhook.Webhooks
+	tls     *tls.Config
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func startEnv(ctx context.Context) (*env, error) {
+	log.SetLogger(logrDiscard())
+	c, err := harness.StartE(ctx, harness.Options{})
+	if err != nil {
+		if c != nil {
+			_ = c.Stop()
+		}
+		return nil, err
+	}
+	e := &env{cluster: c}
+	if err := e.start(ctx); err != nil {
+		e.stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) start(ctx context.Context) error {
+	cl := e.cluster.Client
+	for _, ns := range []*corev1.Namespace{
+		{ObjectMeta: metav1.ObjectMeta{Name: webhook.DefaultNamespace}},
+		{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace, Labels: map[string]string{"bench": "true"}}},
+	} {
+		if err := cl.Create(ctx, ns); err != nil {
+			return fmt.Errorf("create namespace %s: %w", ns.Name, err)
+		}
+	}
+	// A policy with rules that do not match: every decision evaluates them
+	// all before the default (a costlier path than a namespace annotation).
+	dp := &v1alpha1.DataplanePolicy{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1alpha1.DataplanePolicySpec{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": "true"}},
+		DefaultMode:       v1alpha1.ModeAmbient,
+		Rules: []v1alpha1.Rule{
+			{Name: "legacy", When: `workload.labels["tier"] == "legacy"`, Mode: "sidecar"},
+			{Name: "batch", When: `workload.ownerKind == "Job"`, Mode: "none"},
+			{Name: "busy", When: `traffic.available && !traffic.stale && traffic.requestRate > 1000.0`, Mode: "sidecar"},
+			{Name: "grpc", When: `"grpc" in traffic.protocols`, Mode: "ambient-waypoint"},
+			{Name: "envoyfilter", When: `"EnvoyFilter" in features`, Mode: "sidecar"},
+		},
+	}}
+	if err := cl.Create(ctx, dp); err != nil {
+		return fmt.Errorf("create policy: %w", err)
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		return err
+	}
+	e.port = port
+	mgr, err := ctrl.NewManager(e.cluster.Config, ctrl.Options{
+		Scheme: e.cluster.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	e.w, err = webhook.New(mgr, webhook.Options{
+		Host: "127.0.0.1", Port: port, CertIPs: []net.IP{net.ParseIP("127.0.0.1")},
+		Capabilities:    webhook.StaticCapabilities(signals.Capabilities{Ztunnel: true, Cilium: true}),
+		DisableDetector: true,
+	})
+	if err != nil {
+		return fmt.Errorf("set up webhooks: %w", err)
+	}
+	noop := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })
+	e.w.Server.Register(pathNoopMutate, &admission.Webhook{Handler: noop})
+	e.w.Server.Register(pathNoopValidate, &admission.Webhook{Handler: noop})
+	runCtx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan error, 1)
+	go func() { e.done <- mgr.Start(runCtx) }()
+
+	var sec corev1.Secret
+	if err := cl.Get(ctx, client.ObjectKey{Namespace: webhook.DefaultNamespace, Name: webhook.DefaultSecretName}, &sec); err != nil {
+		return fmt.Errorf("read webhook secret: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(sec.Data[webhook.SecretKeyCABundle]) {
+		return errors.New("webhook secret holds no CA")
+	}
+	e.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12}
+	// Wait until the server answers with a certificate we trust.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := tls.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port), e.tls)
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("webhook server not serving: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (e *env) stop() {
+	if e.cancel != nil {
+		e.cancel()
+		select {
+		case <-e.done:
+		case <-time.After(30 * time.Second):
+		}
+	}
+	_ = e.cluster.Stop()
+}
+
+// install creates the shipped configurations, pointed at meshshift's
+// handlers or, with noop, at the no-op handlers, and patches their caBundle.
+func (e *env) install(ctx context.Context, noop bool) error {
+	mut, val, err := webhooktest.LoadConfigurations()
+	if err != nil {
+		return err
+	}
+	point := func(cc *admissionregistrationv1.WebhookClientConfig, noopPath string) {
+		path := *cc.Service.Path
+		if noop {
+			path = noopPath
+		}
+		cc.Service, cc.URL = nil, ptr.To("https://127.0.0.1:"+strconv.Itoa(e.port)+path)
+	}
+	for i := range mut.Webhooks {
+		point(&mut.Webhooks[i].ClientConfig, pathNoopMutate)
+	}
+	for i := range val.Webhooks {
+		point(&val.Webhooks[i].ClientConfig, pathNoopValidate)
+	}
+	cl := e.cluster.Client
+	for _, obj := range []client.Object{mut, val} {
+		_ = cl.Delete(ctx, obj)
+	}
+	for _, obj := range []client.Object{mut, val} {
+		if err := waitGone(ctx, cl, obj); err != nil {
+			return err
+		}
+		obj.SetResourceVersion("")
+		if err := cl.Create(ctx, obj); err != nil {
+			return fmt.Errorf("create %s: %w", obj.GetName(), err)
+		}
+	}
+	if err := e.w.Certs.Ensure(ctx); err != nil {
+		return fmt.Errorf("patch caBundle: %w", err)
+	}
+	// Wait until the API server calls the new configuration.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pod := benchPod("probe-")
+		err := cl.Create(ctx, pod, client.DryRunAll)
+		_, decided := pod.Annotations[v1alpha1.AnnotationDecision]
+		if err == nil && decided == !noop {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("configuration (noop=%v) not in effect after 30s (last error %v)", noop, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitGone(ctx context.Context, cl client.Client, obj client.Object) error {
+	for i := 0; i < 100; i++ {
+		err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		if err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not deleted", obj.GetName())
+}
+
+// benchPod is a Deployment-shaped pod: owner, a dozen labels, two containers.
+func benchPod(generateName string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: generateName, Namespace: benchNamespace,
+			Labels: map[string]string{"app": "checkout", "app.kubernetes.io/name": "checkout", "app.kubernetes.io/part-of": "shop",
+				"app.kubernetes.io/version": "1.42.0", "pod-template-hash": "7d9f8c6b5", "team": "payments", "tier": "backend",
+				"version": "v1", "env": "prod", "region": "eu-west-1"},
+			Annotations: map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "9090",
+				"kubectl.kubernetes.io/restartedAt": "2026-11-26T10:00:00Z"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "checkout-7d9f8c6b5",
+				UID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
+		},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: "default",
+			Containers: []corev1.Container{
+				{Name: "app", Image: "registry.example/shop/checkout:1.42.0", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+					Env: []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "info"}, {Name: "DB_HOST", Value: "db.shop.svc"}}},
+				{Name: "log-shipper", Image: "registry.example/infra/shipper:3.1", Args: []string{"--input=/var/log/app", "--output=stdout"}},
+			},
+		},
+	}
+}

@@ -1,0 +1,361 @@
+package webhook
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	sigsjson "sigs.k8s.io/json"
+)
+
+// decodePod reads the podView of a pod's JSON in one pass: the top-level
+// "metadata" object is decoded (case-sensitively, like the API server), the
+// "spec" object is scanned for hostNetwork, everything else is skipped without
+// being decoded. A pod's spec and status are most of its bytes, so this is
+// several times cheaper than decoding the pod (BenchmarkDecodePod).
+// FuzzDecodePod checks it agrees with a full decode on every valid document.
+func decodePod(raw []byte) (*podView, error) {
+	var p podView
+	s := scanner{b: raw}
+	if err := s.object(func(key []byte) error {
+		switch string(key) {
+		case "metadata":
+			start := s.i
+			if s.peek() == 'n' {
+				p.Metadata = nil
+				return s.literal(nullLit)
+			}
+			if p.Metadata == nil {
+				p.Metadata = &podMeta{}
+			}
+			// Into the same struct: a repeated key merges, as encoding/json does.
+			s.i = start
+			return s.meta(p.Metadata)
+		case "spec":
+			return s.spec(&p)
+		default:
+			return s.value()
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("decode pod: %w", err)
+	}
+	if s.ws(); s.i != len(raw) {
+		return nil, errors.New("decode pod: data after the object")
+	}
+	if p.Metadata == nil {
+		return nil, errors.New("decode pod: metadata is missing")
+	}
+	return &p, nil
+}
+
+var (
+	nullLit  = []byte("null")
+	trueLit  = []byte("true")
+	falseLit = []byte("false")
+	errJSON  = errors.New("invalid JSON")
+)
+
+// scanner walks JSON text; i is the next byte.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) peek() byte {
+	s.ws()
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+// meta decodes the metadata fields podView keeps and skips the others. Field
+// semantics follow encoding/json: null leaves a string alone and clears a map,
+// a repeated map merges, a null map value is "".
+func (s *scanner) meta(m *podMeta) error {
+	return s.object(func(key []byte) error {
+		switch string(key) {
+		case "name":
+			return s.stringInto(&m.Name)
+		case "generateName":
+			return s.stringInto(&m.GenerateName)
+		case "namespace":
+			return s.stringInto(&m.Namespace)
+		case "labels":
+			return s.stringMap(&m.Labels)
+		case "annotations":
+			return s.stringMap(&m.Annotations)
+		case "ownerReferences":
+			start := s.i
+			s.ws()
+			if err := s.value(); err != nil {
+				return err
+			}
+			return sigsjson.UnmarshalCaseSensitivePreserveInts(s.b[start:s.i], &m.OwnerReferences)
+		default:
+			return s.value()
+		}
+	})
+}
+
+// stringValue reads a string, or null (ok false).
+func (s *scanner) stringValue() (v string, ok bool, err error) {
+	switch s.peek() {
+	case 'n':
+		return "", false, s.literal(nullLit)
+	case '"':
+	default:
+		return "", false, fmt.Errorf("want a string at offset %d: %w", s.i, errJSON)
+	}
+	start := s.i
+	escaped, err := s.str()
+	if err != nil {
+		return "", false, err
+	}
+	body := s.b[start+1 : s.i-1]
+	if !escaped && utf8.Valid(body) {
+		return string(body), true, nil
+	}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(s.b[start:s.i], &v); err != nil {
+		return "", false, err
+	}
+	return v, true, nil
+}
+
+func (s *scanner) stringInto(dst *string) error {
+	v, ok, err := s.stringValue()
+	if ok {
+		*dst = v
+	}
+	return err
+}
+
+func (s *scanner) stringMap(dst *map[string]string) error {
+	if s.peek() == 'n' {
+		*dst = nil
+		return s.literal(nullLit)
+	}
+	if *dst == nil {
+		*dst = make(map[string]string, 8)
+	}
+	m := *dst
+	return s.object(func(key []byte) error {
+		v, _, err := s.stringValue()
+		if err == nil {
+			m[string(key)] = v
+		}
+		return err
+	})
+}
+
+// spec scans the spec object for hostNetwork (a bool or null).
+func (s *scanner) spec(p *podView) error {
+	if s.peek() == 'n' {
+		return s.literal(nullLit)
+	}
+	return s.object(func(key []byte) error {
+		if string(key) != "hostNetwork" {
+			return s.value()
+		}
+		switch s.peek() {
+		case 't':
+			p.Spec.HostNetwork = true
+			return s.literal(trueLit)
+		case 'f':
+			p.Spec.HostNetwork = false
+			return s.literal(falseLit)
+		case 'n':
+			return s.literal(nullLit)
+		}
+		return fmt.Errorf("spec.hostNetwork: want a bool: %w", errJSON)
+	})
+}
+
+// object scans an object, calling field with each (unescaped) key; field must
+// consume the value.
+func (s *scanner) object(field func(key []byte) error) error {
+	if s.peek() != '{' {
+		return fmt.Errorf("want an object at offset %d: %w", s.i, errJSON)
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		if s.peek() != '"' {
+			return fmt.Errorf("want a key at offset %d: %w", s.i, errJSON)
+		}
+		start := s.i
+		escaped, err := s.str()
+		if err != nil {
+			return err
+		}
+		key := s.b[start+1 : s.i-1]
+		if escaped || !utf8.Valid(key) {
+			var k string
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts(s.b[start:s.i], &k); err != nil {
+				return err
+			}
+			key = []byte(k)
+		}
+		if s.peek() != ':' {
+			return fmt.Errorf("want ':' at offset %d: %w", s.i, errJSON)
+		}
+		s.i++
+		if err := field(key); err != nil {
+			return err
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return nil
+		default:
+			return fmt.Errorf("want ',' or '}' at offset %d: %w", s.i, errJSON)
+		}
+	}
+}
+
+// value skips one value, checking its syntax.
+func (s *scanner) value() error {
+	switch c := s.peek(); {
+	case c == '{':
+		return s.object(func([]byte) error { return s.value() })
+	case c == '[':
+		s.i++
+		if s.peek() == ']' {
+			s.i++
+			return nil
+		}
+		for {
+			if err := s.value(); err != nil {
+				return err
+			}
+			switch s.peek() {
+			case ',':
+				s.i++
+			case ']':
+				s.i++
+				return nil
+			default:
+				return fmt.Errorf("want ',' or ']' at offset %d: %w", s.i, errJSON)
+			}
+		}
+	case c == '"':
+		_, err := s.str()
+		return err
+	case c == 't':
+		return s.literal(trueLit)
+	case c == 'f':
+		return s.literal(falseLit)
+	case c == 'n':
+		return s.literal(nullLit)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return s.number()
+	}
+	return fmt.Errorf("want a value at offset %d: %w", s.i, errJSON)
+}
+
+func (s *scanner) literal(lit []byte) error {
+	if !bytes.HasPrefix(s.b[s.i:], lit) {
+		return fmt.Errorf("want %s at offset %d: %w", lit, s.i, errJSON)
+	}
+	s.i += len(lit)
+	return nil
+}
+
+// str skips a string starting at s.i (a '"'); escaped reports backslashes.
+func (s *scanner) str() (escaped bool, err error) {
+	s.i++
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			return escaped, nil
+		case c == '\\':
+			escaped = true
+			if s.i+1 >= len(s.b) {
+				return escaped, fmt.Errorf("unterminated string: %w", errJSON)
+			}
+			switch s.b[s.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i += 2
+			case 'u':
+				if s.i+6 > len(s.b) || !isHex4(s.b[s.i+2:s.i+6]) {
+					return escaped, fmt.Errorf("bad \\u escape at offset %d: %w", s.i, errJSON)
+				}
+				s.i += 6
+			default:
+				return escaped, fmt.Errorf("bad escape at offset %d: %w", s.i, errJSON)
+			}
+		case c < 0x20:
+			return escaped, fmt.Errorf("control character in string at offset %d: %w", s.i, errJSON)
+		default:
+			s.i++
+		}
+	}
+	return escaped, fmt.Errorf("unterminated string: %w", errJSON)
+}
+
+func isHex4(b []byte) bool {
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// number skips a JSON number (RFC 8259 grammar).
+func (s *scanner) number() error {
+	b, i := s.b, s.i
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case digits() == 0:
+		return fmt.Errorf("bad number at offset %d: %w", s.i, errJSON)
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return fmt.Errorf("bad number at offset %d: %w", s.i, errJSON)
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return fmt.Errorf("bad number at offset %d: %w", s.i, errJSON)
+		}
+	}
+	s.i = i
+	return nil
+}
