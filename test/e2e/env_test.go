@@ -328,13 +328,19 @@ func (e *env) waitSeries(t *testing.T, names ...string) {
 // replicas, all Ready, none terminating, all labeled for mode.
 func (e *env) waitPods(t *testing.T, ns string, mode v1alpha1.Mode) {
 	t.Helper()
+	e.waitPodsOf(t, ns, app, 2, mode)
+}
+
+// waitPodsOf is waitPods for the pods labeled app=name, want of them.
+func (e *env) waitPodsOf(t *testing.T, ns, name string, want int, mode v1alpha1.Mode) {
+	t.Helper()
 	var last string
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		var pods corev1.PodList
-		if err := e.cl.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": app}); err != nil {
+		if err := e.cl.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": name}); err != nil {
 			return false, err
 		}
-		if len(pods.Items) != 2 {
+		if len(pods.Items) != want {
 			last = fmt.Sprintf("%d pods", len(pods.Items))
 			return false, nil
 		}
@@ -351,7 +357,7 @@ func (e *env) waitPods(t *testing.T, ns string, mode v1alpha1.Mode) {
 		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("pods of %s never all Ready in mode %s: %s", ns, mode, last)
+		t.Fatalf("pods %s of %s never all Ready in mode %s: %s", name, ns, mode, last)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -26,6 +28,35 @@ func TestMigrator(t *testing.T) {
 	t.Run("Waypoint", func(t *testing.T) { testWaypoint(t, e) })
 	t.Run("PauseApprovalOwnership", func(t *testing.T) { testPauseApproval(t, e) })
 	t.Run("KillAtEachStep", func(t *testing.T) { testKill(t, e) })
+}
+
+// makeStatefulSetAndDaemonSet adds a 1-replica StatefulSet "db" and a
+// DaemonSet "agent" to a namespace and waits for their pods.
+func (e *env) makeStatefulSetAndDaemonSet(t *testing.T, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	tmpl := func(name string) corev1.PodTemplateSpec {
+		return corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: name + ":1"}}},
+		}
+	}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"},
+		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](1), ServiceName: "db",
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}, Template: tmpl("db")},
+	}
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent"},
+		Spec:       appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "agent"}}, Template: tmpl("agent")},
+	}
+	for _, o := range []client.Object{sts, ds} {
+		if err := e.cl.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitPodsOf(t, ns, "db", 1, v1alpha1.ModeSidecar)
+	e.waitPodsOf(t, ns, "agent", 2, v1alpha1.ModeSidecar)
 }
 
 func create(t *testing.T, e *env, mm *v1alpha1.MeshMigration) {
@@ -84,6 +115,8 @@ func flippedTo(t *testing.T, e *env, ns string, mode v1alpha1.Mode) {
 func testHappyPath(t *testing.T, e *env) {
 	nss := []string{"happy-1", "happy-2", "happy-3", "happy-4", "happy-5", "happy-6"}
 	e.makeNamespaces(t, nss...)
+	// happy-1 also runs a StatefulSet and a DaemonSet (one pod per kwok node).
+	e.makeStatefulSetAndDaemonSet(t, "happy-1")
 	stop := e.startMigrator(t, migratorOpts{releaseLease: true})
 	defer stop()
 	start := time.Now()
@@ -113,6 +146,8 @@ func testHappyPath(t *testing.T, e *env) {
 		e.waitPods(t, ns, v1alpha1.ModeAmbient)
 		flippedTo(t, e, ns, v1alpha1.ModeAmbient)
 	}
+	e.waitPodsOf(t, "happy-1", "db", 1, v1alpha1.ModeAmbient)
+	e.waitPodsOf(t, "happy-1", "agent", 2, v1alpha1.ModeAmbient)
 	for _, w := range mm.Status.Waves {
 		if v := metricValue(t, "meshshift_migration_wave", map[string]string{"migration": "happy", "wave": w.Name, "phase": "Promoted"}); v != 1 {
 			t.Errorf("meshshift_migration_wave{wave=%s,phase=Promoted} = %v, want 1", w.Name, v)
