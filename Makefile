@@ -77,3 +77,12 @@ bench-agent: ## eBPF overhead on loopback, alternating with/without the programs
 
 bench-agent-rss: ## The agent's RSS with 1,000 kubelet-shaped pod cgroups tracked (root).
 	$(GO) run ./test/bench/agentbench -rss -cgroups 1000
+
+##@ Admission webhook (issue 4: webhook/, config/webhook, test/bench/webhookbench) — block owned by the webhook's part
+.PHONY: bench-webhook fuzz-webhook
+bench-webhook: assets ## Handler micro-benchmarks, then meshshift vs no-op webhooks through the real API server and over direct HTTPS; last line "webhook: create_ratio=… direct_ratio=… p99_ms=… rps=…".
+	$(GO) test -run '^$$' -bench 'BenchmarkServe|BenchmarkHandleMutatePod|BenchmarkDecodePod' -benchtime 1s -count 1 ./webhook
+	$(GO) run ./test/bench/webhookbench -rounds 6 -pods 100 -reviews 10000
+
+fuzz-webhook: ## Fuzz the webhook's decoding, handlers and patch encoding, 30s per target.
+	for f in FuzzAdmissionReview FuzzPodMetadata FuzzDecodePod FuzzEncodePatch; do $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s ./webhook || exit 1; done

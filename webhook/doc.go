@@ -17,12 +17,14 @@
 // Options.SecretName before it returns, so the server has a certificate as soon
 // as it listens; the caBundle of both webhook configurations
 // (Options.MutatingConfigName, Options.ValidatingConfigName) is patched then and
-// on every check. Tests that run the webhook against a real API server install
-// the shipped configurations from config/webhook with their clientConfig turned
-// into a URL on 127.0.0.1 (InstallConfigurations does that).
+// on every check. Tests that run the webhook against a real API server use
+// package webhooktest: it installs the shipped configurations from
+// config/webhook with their clientConfig turned into a URL on 127.0.0.1 and
+// runs Setup in a manager of its own (Start, Stop, Restart).
 //
 // The admission path does no network call: namespaces and DataplanePolicies come
-// from the manager's informer cache (policies are compiled once per generation),
+// from the manager's informers (NamespaceStore, PolicyStore: policies are
+// compiled once per generation), MeshMigrations from its cache,
 // mesh features from a FeatureSource (signals.Index), traffic from the latest
 // signals.TrafficSnapshot, capabilities from Options.Capabilities. Missing or
 // stale data is passed to policies.Decide as such.

@@ -20,6 +20,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"gomodules.xyz/jsonpatch/v2"
+
 	"github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/signals"
 	"github.com/meshshift/meshshift/test/harness"
@@ -31,6 +33,8 @@ import (
 const (
 	pathNoopMutate   = "/noop-mutate"
 	pathNoopValidate = "/noop-validate"
+	pathLabelMutate  = "/label-mutate"
+	labelKey         = "bench.meshshift.io/label"
 	benchNamespace   = "bench"
 )
 
@@ -108,6 +112,12 @@ func (e *env) start(ctx context.Context) error {
 	noop := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })
 	e.w.Server.Register(pathNoopMutate, &admission.Webhook{Handler: noop})
 	e.w.Server.Register(pathNoopValidate, &admission.Webhook{Handler: noop})
+	// A webhook that only adds one label: what any patching webhook costs the
+	// API server (apply the patch, decode the pod again), for comparison.
+	label := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+		return admission.Patched("", jsonpatch.JsonPatchOperation{Operation: "add", Path: "/metadata/labels/bench.meshshift.io~1label", Value: "x"})
+	})
+	e.w.Server.Register(pathLabelMutate, &admission.Webhook{Handler: label})
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan error, 1)
 	go func() { e.done <- mgr.Start(runCtx) }()
@@ -147,22 +157,39 @@ func (e *env) stop() {
 	_ = e.cluster.Stop()
 }
 
-// install creates the shipped configurations, pointed at meshshift's
-// handlers or, with noop, at the no-op handlers, and patches their caBundle.
-func (e *env) install(ctx context.Context, noop bool) error {
+// variant is what the shipped configurations point at.
+type variant int
+
+const (
+	variantNoop      variant = iota // no-op mutating and validating handlers
+	variantLabel                    // a one-label patch, no-op validation
+	variantMeshshift                // meshshift's handlers
+)
+
+func (v variant) String() string {
+	return [...]string{"noop     ", "one-label", "meshshift"}[v]
+}
+
+// install creates the shipped configurations, pointed at the variant's
+// handlers, and patches their caBundle.
+func (e *env) install(ctx context.Context, v variant) error {
 	mut, val, err := webhooktest.LoadConfigurations()
 	if err != nil {
 		return err
 	}
-	point := func(cc *admissionregistrationv1.WebhookClientConfig, noopPath string) {
+	point := func(cc *admissionregistrationv1.WebhookClientConfig, other string) {
 		path := *cc.Service.Path
-		if noop {
-			path = noopPath
+		if v != variantMeshshift {
+			path = other
 		}
 		cc.Service, cc.URL = nil, ptr.To("https://127.0.0.1:"+strconv.Itoa(e.port)+path)
 	}
+	mutPath := pathNoopMutate
+	if v == variantLabel {
+		mutPath = pathLabelMutate
+	}
 	for i := range mut.Webhooks {
-		point(&mut.Webhooks[i].ClientConfig, pathNoopMutate)
+		point(&mut.Webhooks[i].ClientConfig, mutPath)
 	}
 	for i := range val.Webhooks {
 		point(&val.Webhooks[i].ClientConfig, pathNoopValidate)
@@ -189,11 +216,12 @@ func (e *env) install(ctx context.Context, noop bool) error {
 		pod := benchPod("probe-")
 		err := cl.Create(ctx, pod, client.DryRunAll)
 		_, decided := pod.Annotations[v1alpha1.AnnotationDecision]
-		if err == nil && decided == !noop {
+		_, labelled := pod.Labels[labelKey]
+		if err == nil && decided == (v == variantMeshshift) && labelled == (v == variantLabel) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("configuration (noop=%v) not in effect after 30s (last error %v)", noop, err)
+			return fmt.Errorf("configuration %s not in effect after 30s (last error %v)", v, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
