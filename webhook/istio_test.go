@@ -190,6 +190,9 @@ func hasIstioProxy(p *corev1.Pod) bool {
 // renamed to sort after istio-sidecar-injector: the API server calls Istio
 // first, and injection no longer follows the decision.
 func TestIstioInjectorFollowsDecision(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs the real control plane and istiod; run without -short")
+	}
 	c := harness.Start(t, harness.Options{CRDPaths: []string{istioCRDs(t)}})
 	startIstiod(t, c)
 	ctx := context.Background()
