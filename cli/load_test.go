@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,7 +140,7 @@ metadata: {name: s}
 	}
 	var got []string
 	for _, w := range inv.Workloads {
-		got = append(got, w.Kind+" "+w.Key()+" "+string(rune('0'+w.Replicas)))
+		got = append(got, w.Kind+" "+w.Key()+" "+fmt.Sprint(w.Replicas))
 	}
 	want := []string{"Deployment default/web 2", "DaemonSet mesh/ztunnel 2", "Pod tools/debug 1"}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -159,18 +158,19 @@ func age(now time.Time, t time.Time) string {
 func PrintMigrations(w io.Writer, now time.Time, list []meshv1alpha1.MeshMigration) error {
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	if len(list) == 0 {
-		_, err := fmt.Fprintln(w, "No MeshMigration found.")
-		return err
+		o := &out{w: w}
+		o.ln("No MeshMigration found.")
+		return o.err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTARGET\tWAVE\tPROGRESSING\tSUCCEEDED\tROLLED BACK\tPAUSED\tAGE")
+	tw := newTable(w)
+	tw.ln("NAME\tTARGET\tWAVE\tPROGRESSING\tSUCCEEDED\tROLLED BACK\tPAUSED\tAGE")
 	for i := range list {
 		mm := &list[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%t\t%s\n", mm.Name, mm.Spec.TargetMode, waveSummary(mm),
+		tw.f("%s\t%s\t%s\t%s\t%s\t%s\t%t\t%s\n", mm.Name, mm.Spec.TargetMode, waveSummary(mm),
 			condition(mm, "Progressing"), condition(mm, "Succeeded"), condition(mm, "RolledBack"), mm.Spec.Paused,
 			age(now, mm.CreationTimestamp.Time))
 	}
-	return tw.Flush()
+	return tw.flush()
 }
 
 // PrintMigration writes one migration: spec settings, conditions, waves, and
@@ -181,7 +181,8 @@ func PrintMigration(w io.Writer, now time.Time, mm *meshv1alpha1.MeshMigration) 
 	if approval == "" {
 		approval = string(meshv1alpha1.ApprovalAutomatic)
 	}
-	fmt.Fprintf(w, "MeshMigration %s → %s   (generation %d, observed %d, age %s)\n", mm.Name, s.TargetMode,
+	o := &out{w: w}
+	o.f("MeshMigration %s → %s   (generation %d, observed %d, age %s)\n", mm.Name, s.TargetMode,
 		mm.Generation, mm.Status.ObservedGeneration, age(now, mm.CreationTimestamp.Time))
 	flags := []string{"approval " + approval}
 	if approval == string(meshv1alpha1.ApprovalManual) {
@@ -196,24 +197,24 @@ func PrintMigration(w io.Writer, now time.Time, mm *meshv1alpha1.MeshMigration) 
 	if mm.Status.MissedDecisions > 0 {
 		flags = append(flags, fmt.Sprintf("%d pod(s) admitted without a decision", mm.Status.MissedDecisions))
 	}
-	fmt.Fprintf(w, "  %s\n", strings.Join(flags, ", "))
+	o.f("  %s\n", strings.Join(flags, ", "))
 	if len(mm.Status.Conditions) > 0 {
-		fmt.Fprintln(w, "\nConditions:")
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  TYPE\tSTATUS\tREASON\tSINCE\tMESSAGE")
+		o.ln("\nConditions:")
+		tw := newTable(w)
+		tw.ln("  TYPE\tSTATUS\tREASON\tSINCE\tMESSAGE")
 		for _, c := range mm.Status.Conditions {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, age(now, c.LastTransitionTime.Time), c.Message)
+			tw.f("  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, age(now, c.LastTransitionTime.Time), c.Message)
 		}
-		if err := tw.Flush(); err != nil {
+		if err := tw.flush(); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintln(w, "\nWaves:")
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  #\tNAME\tNAMESPACES\tPHASE\tSTARTED\tFINISHED\tFAILURES\tINCONCLUSIVE\tMESSAGE")
+	o.ln("\nWaves:")
+	tw := newTable(w)
+	tw.ln("  #\tNAME\tNAMESPACES\tPHASE\tSTARTED\tFINISHED\tFAILURES\tINCONCLUSIVE\tMESSAGE")
 	if len(mm.Status.Waves) == 0 {
 		for i, ws := range s.Waves {
-			fmt.Fprintf(tw, "  %d\t%s\t%s\tPending\t-\t-\t0\t0\t\n", i+1, ws.Name, strings.Join(ws.Namespaces, ","))
+			tw.f("  %d\t%s\t%s\tPending\t-\t-\t0\t0\t\n", i+1, ws.Name, strings.Join(ws.Namespaces, ","))
 		}
 	}
 	marker := func(i int) string {
@@ -230,36 +231,36 @@ func PrintMigration(w io.Writer, now time.Time, mm *meshv1alpha1.MeshMigration) 
 		if ws.FinishedAt != nil {
 			finished = ws.FinishedAt.Time
 		}
-		fmt.Fprintf(tw, "%s %d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", marker(i), i+1, ws.Name, strings.Join(ws.Namespaces, ","),
+		tw.f("%s %d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", marker(i), i+1, ws.Name, strings.Join(ws.Namespaces, ","),
 			orDash(string(ws.Phase)), agoOrDash(now, started), agoOrDash(now, finished), ws.Failures, ws.Inconclusive, ws.Message)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.flush(); err != nil {
 		return err
 	}
 	for i, ws := range mm.Status.Waves {
 		if len(ws.LastGate) == 0 && len(ws.Baseline) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "\nGate of wave %d (%s):\n", i+1, ws.Name)
+		o.f("\nGate of wave %d (%s):\n", i+1, ws.Name)
 		base := map[string]string{}
 		for _, b := range ws.Baseline {
 			base[b.Name] = b.Value
 		}
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  SLI\tBASELINE\tVALUE\tLIMIT\tRESULT\tMESSAGE")
+		tw := newTable(w)
+		tw.ln("  SLI\tBASELINE\tVALUE\tLIMIT\tRESULT\tMESSAGE")
 		for _, g := range ws.LastGate {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", g.Name, orDash(base[g.Name]), orDash(g.Value), orDash(g.Limit), orDash(g.Result), g.Message)
+			tw.f("  %s\t%s\t%s\t%s\t%s\t%s\n", g.Name, orDash(base[g.Name]), orDash(g.Value), orDash(g.Limit), orDash(g.Result), g.Message)
 		}
 		if len(ws.LastGate) == 0 {
 			for _, b := range ws.Baseline {
-				fmt.Fprintf(tw, "  %s\t%s\t-\t-\t-\tno check yet\n", b.Name, orDash(b.Value))
+				tw.f("  %s\t%s\t-\t-\t-\tno check yet\n", b.Name, orDash(b.Value))
 			}
 		}
-		if err := tw.Flush(); err != nil {
+		if err := tw.flush(); err != nil {
 			return err
 		}
 	}
-	return nil
+	return o.err
 }
 
 func agoOrDash(now, t time.Time) string {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"sigs.k8s.io/yaml"
 )
@@ -59,40 +58,44 @@ func PrintPlan(w io.Writer, format string, p *Plan) error {
 		}
 		return PrintData(w, format, rows)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tWORKLOAD\tKIND\tCURRENT\tDECIDED\tWAVE\tRULE\tREASON")
+	o := &out{w: w}
+	tw := newTable(w)
+	tw.ln("NAMESPACE\tWORKLOAD\tKIND\tCURRENT\tDECIDED\tWAVE\tRULE\tREASON")
 	for _, r := range p.Rows {
 		wave := "-"
 		if r.Wave > 0 {
 			wave = fmt.Sprint(r.Wave)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Workload, r.Kind, r.CurrentMode, r.Mode, wave, r.Rule, r.Reason)
+		tw.f("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Workload, r.Kind, r.CurrentMode, r.Mode, wave, r.Rule, r.Reason)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w)
+	o.ln()
 	for _, b := range p.Blocked {
-		fmt.Fprintf(w, "Blocked, left out of the waves: namespace %s\n", b.Namespace)
+		o.f("Blocked, left out of the waves: namespace %s\n", b.Namespace)
 		for _, r := range b.Reasons {
-			fmt.Fprintf(w, "  - %s\n", r)
+			o.f("  - %s\n", r)
 		}
 	}
 	if len(p.Blocked) > 0 {
-		fmt.Fprintln(w)
+		o.ln()
 	}
 	if len(p.Waves) == 0 {
-		_, err := fmt.Fprintln(w, "No wave proposed: no workload changes mode.")
-		return err
+		o.ln("No wave proposed: no workload changes mode.")
+		return o.err
 	}
-	fmt.Fprintln(w, "Proposed waves (lowest risk, then most sidecar resources freed, first):")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WAVE\tNAMESPACES\tWORKLOADS\tRISK\tCPU FREED\tMEMORY FREED")
+	o.ln("Proposed waves (lowest risk, then most sidecar resources freed, first):")
+	tw = newTable(w)
+	tw.ln("WAVE\tNAMESPACES\tWORKLOADS\tRISK\tCPU FREED\tMEMORY FREED")
 	for _, wv := range p.Waves {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\n", wv.Index, strings.Join(wv.Namespaces, ","), wv.Workloads, wv.Risk,
+		tw.f("%d\t%s\t%d\t%d\t%s\t%s\n", wv.Index, strings.Join(wv.Namespaces, ","), wv.Workloads, wv.Risk,
 			wv.FreedCPU.String(), wv.FreedMemory.String())
 	}
-	return tw.Flush()
+	if err := tw.flush(); err != nil {
+		return err
+	}
+	return o.err
 }
 
 // PrintExplanation writes one workload's decision path.
@@ -100,46 +103,47 @@ func PrintExplanation(w io.Writer, format string, e *Explanation) error {
 	if format != FormatTable {
 		return PrintData(w, format, e)
 	}
-	fmt.Fprintf(w, "%s %s/%s (%s)\n", e.Kind, e.Namespace, e.Workload, e.Source)
-	fmt.Fprintf(w, "  decided: %s by %s\n  reason:  %s\n", e.Decision.Mode, e.Decision.Rule, e.Decision.Reason)
-	fmt.Fprintln(w, "\nInputs:")
+	o := &out{w: w}
+	o.f("%s %s/%s (%s)\n", e.Kind, e.Namespace, e.Workload, e.Source)
+	o.f("  decided: %s by %s\n  reason:  %s\n", e.Decision.Mode, e.Decision.Rule, e.Decision.Reason)
+	o.ln("\nInputs:")
 	in := &e.Inputs
-	fmt.Fprintf(w, "  current mode:          %s\n", in.CurrentMode)
-	fmt.Fprintf(w, "  pod labels:            %s\n", kv(in.PodLabels))
-	fmt.Fprintf(w, "  pod annotations:       %s\n", kv(in.PodAnnotations))
-	fmt.Fprintf(w, "  hostNetwork:           %t\n", in.HostNetwork)
-	fmt.Fprintf(w, "  namespace labels:      %s\n", kv(in.NamespaceLabels))
+	o.f("  current mode:          %s\n", in.CurrentMode)
+	o.f("  pod labels:            %s\n", kv(in.PodLabels))
+	o.f("  pod annotations:       %s\n", kv(in.PodAnnotations))
+	o.f("  hostNetwork:           %t\n", in.HostNetwork)
+	o.f("  namespace labels:      %s\n", kv(in.NamespaceLabels))
 	ann := kv(in.NamespaceAnnotations)
 	if in.TargetSimulated {
 		ann += " (mode annotation simulated by --target)"
 	}
-	fmt.Fprintf(w, "  namespace annotations: %s\n", ann)
-	fmt.Fprintf(w, "  policy:                %s\n", in.Policy)
-	fmt.Fprintf(w, "  capabilities:          %s\n", in.Capabilities)
-	fmt.Fprintf(w, "  traffic:               %s\n", in.Traffic)
+	o.f("  namespace annotations: %s\n", ann)
+	o.f("  policy:                %s\n", in.Policy)
+	o.f("  capabilities:          %s\n", in.Capabilities)
+	o.f("  traffic:               %s\n", in.Traffic)
 	if len(in.Features) == 0 {
-		fmt.Fprintln(w, "  mesh features:         none")
+		o.ln("  mesh features:         none")
 	} else {
-		fmt.Fprintln(w, "  mesh features:")
+		o.ln("  mesh features:")
 		for _, f := range in.Features {
-			fmt.Fprintf(w, "    - %s: %s, needs %s\n", f.Object, f.Feature, f.Need)
+			o.f("    - %s: %s, needs %s\n", f.Object, f.Feature, f.Need)
 		}
 	}
-	fmt.Fprintln(w, "\nDecision path (first match wins):")
+	o.ln("\nDecision path (first match wins):")
 	for _, s := range e.Steps {
-		fmt.Fprintf(w, "  %d. %-22s %-12s %s\n", s.N, s.Name, s.Status, s.Detail)
+		o.f("  %d. %-22s %-12s %s\n", s.N, s.Name, s.Status, s.Detail)
 	}
 	d := &e.Decision
-	fmt.Fprintln(w, "\nWrites on the pods:")
-	fmt.Fprintf(w, "  labels:      %s\n", kv(d.Labels))
+	o.ln("\nWrites on the pods:")
+	o.f("  labels:      %s\n", kv(d.Labels))
 	if len(d.LabelsToRemove) > 0 {
-		fmt.Fprintf(w, "  remove:      %s\n", strings.Join(d.LabelsToRemove, ", "))
+		o.f("  remove:      %s\n", strings.Join(d.LabelsToRemove, ", "))
 	}
-	fmt.Fprintf(w, "  annotations: %s\n", kv(d.Annotations))
+	o.f("  annotations: %s\n", kv(d.Annotations))
 	for _, warn := range d.Warnings {
-		fmt.Fprintf(w, "warning: %s\n", warn)
+		o.f("warning: %s\n", warn)
 	}
-	return nil
+	return o.err
 }
 
 func kv(m map[string]string) string {
@@ -166,9 +170,10 @@ func PrintPrecheck(w io.Writer, format string, r *PrecheckResult) error {
 		}
 		return PrintData(w, format, r)
 	}
+	o := &out{w: w}
 	if len(r.Findings) > 0 {
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEVERITY\tCHECK\tWORKLOAD\tOBJECT\tMESSAGE")
+		tw := newTable(w)
+		tw.ln("SEVERITY\tCHECK\tWORKLOAD\tOBJECT\tMESSAGE")
 		for _, f := range r.Findings {
 			wl := "-"
 			if f.Workload != "" {
@@ -178,17 +183,17 @@ func PrintPrecheck(w io.Writer, format string, r *PrecheckResult) error {
 			if obj == "" {
 				obj = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Severity, f.Check, wl, obj, f.Message)
+			tw.f("%s\t%s\t%s\t%s\t%s\n", f.Severity, f.Check, wl, obj, f.Message)
 		}
-		if err := tw.Flush(); err != nil {
+		if err := tw.flush(); err != nil {
 			return err
 		}
-		fmt.Fprintln(w)
+		o.ln()
 	}
 	verdict := "ready"
 	if r.Blockers > 0 {
 		verdict = "blocked"
 	}
-	_, err := fmt.Fprintf(w, "precheck toward %s: %s (%d blocker(s), %d warning(s))\n", r.Target, verdict, r.Blockers, r.Warnings)
-	return err
+	o.f("precheck toward %s: %s (%d blocker(s), %d warning(s))\n", r.Target, verdict, r.Blockers, r.Warnings)
+	return o.err
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"text/tabwriter"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -104,21 +103,25 @@ func PrintReport(w io.Writer, format string, r *Report) error {
 	if format != FormatTable {
 		return PrintData(w, format, r)
 	}
+	o := &out{w: w}
 	if r.SnapshotTime.IsZero() {
-		fmt.Fprintln(w, "Traffic: no snapshot (give --traffic or --prometheus); sidecar overhead only.")
+		o.ln("Traffic: no snapshot (give --traffic or --prometheus); sidecar overhead only.")
 	} else {
-		fmt.Fprintf(w, "Traffic snapshot of %s.\n", r.SnapshotTime.UTC().Format(time.RFC3339))
+		o.f("Traffic snapshot of %s.\n", r.SnapshotTime.UTC().Format(time.RFC3339))
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tWORKLOADS\tPODS\tSIDECARS\tSIDECAR CPU\tSIDECAR MEMORY\tREQ/S\t5XX\tP99 (WORST)\tCONN/S\tRETRANS/S\tSIDECAR mCPU PER 1K REQ/S")
+	tw := newTable(w)
+	tw.ln("NAMESPACE\tWORKLOADS\tPODS\tSIDECARS\tSIDECAR CPU\tSIDECAR MEMORY\tREQ/S\t5XX\tP99 (WORST)\tCONN/S\tRETRANS/S\tSIDECAR mCPU PER 1K REQ/S")
 	for _, n := range r.Namespaces {
 		per := n.CPUPerKRequests
 		if per == "" {
 			per = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%.1f\t%.2f%%\t%s\t%.1f\t%.2f\t%s\n", n.Namespace, n.Workloads, n.Pods, n.SidecarPods,
+		tw.f("%s\t%d\t%d\t%d\t%s\t%s\t%.1f\t%.2f%%\t%s\t%.1f\t%.2f\t%s\n", n.Namespace, n.Workloads, n.Pods, n.SidecarPods,
 			n.SidecarCPU.String(), n.SidecarMemory.String(), n.RequestRate, n.ErrorRate*100, n.MaxP99Latency, n.ConnectionRate,
 			n.RetransmitRate, per)
 	}
-	return tw.Flush()
+	if o.err != nil {
+		return o.err
+	}
+	return tw.flush()
 }

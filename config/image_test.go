@@ -49,7 +49,7 @@ func TestDockerfileBuildsAStaticBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			t.Error("the binary has a program interpreter: it is dynamically linked")

@@ -60,15 +60,14 @@ type printer struct {
 func (p *printer) say(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
+	_, _ = fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
 // section prints a heading and then output captured from a CLI command.
 func (p *printer) block(title, body string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "\n==== %s\n%s\n", title, strings.TrimRight(body, "\n"))
-	fmt.Fprintln(p.w)
+	_, _ = fmt.Fprintf(p.w, "\n==== %s\n%s\n\n", title, strings.TrimRight(body, "\n"))
 }
 
 const migratorUser = "meshshift-migrator"

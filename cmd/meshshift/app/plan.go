@@ -118,7 +118,7 @@ func (s *sourceOptions) load(ctx context.Context) (*cli.Inventory, *cli.Options,
 
 func printNotes(w io.Writer, notes []string) {
 	for _, n := range notes {
-		fmt.Fprintf(w, "note: %s\n", n)
+		_, _ = fmt.Fprintf(w, "note: %s\n", n)
 	}
 }
 
