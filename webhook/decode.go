@@ -148,7 +148,8 @@ func (s *scanner) stringMap(dst *map[string]string) error {
 		return s.literal(nullLit)
 	}
 	if *dst == nil {
-		*dst = make(map[string]string, 8)
+		// Room for a typical pod's labels without growing.
+		*dst = make(map[string]string, 16)
 	}
 	m := *dst
 	return s.object(func(key []byte) error {

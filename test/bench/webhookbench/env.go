@@ -43,6 +43,7 @@ type env struct {
 	port    int
 	w       *webhook.Webhooks
 	tls     *tls.Config
+	bundle  []byte
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -126,8 +127,9 @@ func (e *env) start(ctx context.Context) error {
 	if err := cl.Get(ctx, client.ObjectKey{Namespace: webhook.DefaultNamespace, Name: webhook.DefaultSecretName}, &sec); err != nil {
 		return fmt.Errorf("read webhook secret: %w", err)
 	}
+	e.bundle = sec.Data[webhook.SecretKeyCABundle]
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(sec.Data[webhook.SecretKeyCABundle]) {
+	if !pool.AppendCertsFromPEM(e.bundle) {
 		return errors.New("webhook secret holds no CA")
 	}
 	e.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12}
@@ -183,6 +185,7 @@ func (e *env) install(ctx context.Context, v variant) error {
 			path = other
 		}
 		cc.Service, cc.URL = nil, ptr.To("https://127.0.0.1:"+strconv.Itoa(e.port)+path)
+		cc.CABundle = e.bundle // trusted from the first call
 	}
 	mutPath := pathNoopMutate
 	if v == variantLabel {
