@@ -178,7 +178,7 @@ func benchDirect(ctx context.Context, e *env, c config) (directResult, error) {
 		}
 	}
 	rps := map[bool][]float64{}
-	var lat []time.Duration
+	var lat []time.Duration // meshshift's, closed loop
 	for i, noop := range abba(c.rounds) {
 		path := webhook.PathMutatePod
 		if noop {
@@ -194,10 +194,75 @@ func benchDirect(ctx context.Context, e *env, c config) (directResult, error) {
 		}
 		fmt.Printf("  round %d %s %8.0f reviews/s  p50 %.2f ms  p99 %.2f ms\n", i, name(noop), r.rps, ms(pct(r.lat, 50)), ms(pct(r.lat, 99)))
 	}
-	out := directResult{ratio: median(rps[false]) / median(rps[true]), rps: median(rps[false]), p99: pct(lat, 99)}
-	fmt.Printf("  median    noop %.0f reviews/s  meshshift %.0f reviews/s  direct_ratio %.3f (goal >= 0.90)  meshshift p99 %.2f ms (goal <= 5 ms at >= 3000/s)\n",
-		median(rps[true]), out.rps, out.ratio, ms(out.p99))
+	out := directResult{ratio: median(rps[false]) / median(rps[true])}
+	fmt.Printf("  median    noop %.0f reviews/s  meshshift %.0f reviews/s (closed loop, p99 %.2f ms)  direct_ratio %.3f (goal >= 0.90)\n",
+		median(rps[true]), median(rps[false]), ms(pct(lat, 99)), out.ratio)
+	// The latency goal is at a rate: send at c.rate, open loop (a slow answer
+	// does not slow the sending). Latency is from each request's send; on a
+	// shared machine the sender itself is descheduled at times, and counting
+	// from the schedule would charge that to the webhook.
+	n := int(c.rate * c.pacedFor.Seconds())
+	paced, err := pacedRound(ctx, hc, base+webhook.PathMutatePod, body, c, n)
+	if err != nil {
+		return directResult{}, err
+	}
+	out.rps, out.p99 = paced.rps, pct(paced.lat, 99)
+	fmt.Printf("  paced     meshshift %d reviews at %.0f/s: achieved %.0f/s  p50 %.2f ms  p99 %.2f ms  max %.2f ms (goal p99 <= 5 ms at >= 3000/s)\n",
+		n, c.rate, out.rps, ms(pct(paced.lat, 50)), ms(out.p99), ms(pct(paced.lat, 100)))
 	return out, nil
+}
+
+// pacedRound sends n reviews at c.rate per second, at most 256 in flight.
+func pacedRound(ctx context.Context, hc *http.Client, url string, body []byte, c config, n int) (roundResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.roundTimeout)
+	defer cancel()
+	interval := time.Duration(float64(time.Second) / c.rate)
+	lat := make([]time.Duration, n)
+	sem := make(chan struct{}, 256)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if d := time.Until(at); d > 0 {
+			time.Sleep(d)
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return roundResult{}, ctx.Err()
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			t0 := time.Now()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := hc.Do(req)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("review: status %d", resp.StatusCode)
+				}
+			}
+			lat[i] = time.Since(t0)
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}(i)
+	}
+	wg.Wait()
+	d := time.Since(start)
+	if firstErr != nil {
+		return roundResult{}, firstErr
+	}
+	return roundResult{rps: float64(n) / d.Seconds(), lat: lat}, nil
 }
 
 func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
