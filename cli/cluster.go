@@ -65,7 +65,6 @@ func LoadCluster(ctx context.Context, cfg *rest.Config) (*ClusterObjects, error)
 			u := &list.Items[i]
 			u.SetGroupVersionKind(m.GroupVersionKind)
 			u.SetManagedFields(nil)
-			delete(u.Object, "status")
 			out.Objects = append(out.Objects, Object{Source: Source{}, U: u})
 		}
 	}

@@ -62,8 +62,8 @@ type Inventory struct {
 func Build(objs []Object) (*Inventory, error) {
 	inv := &Inventory{Namespaces: map[string]*corev1.Namespace{}, Index: signals.NewIndex("")}
 	var errs []error
-	var nodes []signals.NodeCapabilities
 	var daemonSets []*WorkloadInfo
+	det := &detectInputs{}
 	var pods []*corev1.Pod
 	podSrc := map[*corev1.Pod]Source{}
 	seenWorkload := map[string]Source{}
@@ -90,14 +90,19 @@ func Build(objs []Object) (*Inventory, error) {
 		} else if o.U.GetNamespace() == "" {
 			o.U.SetNamespace(metav1.NamespaceDefault)
 		}
-		if err := inv.add(o, info, &nodes, &daemonSets, &pods, podSrc, seenWorkload); err != nil {
+		if err := inv.add(o, info, det, &daemonSets, &pods, podSrc, seenWorkload); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	inv.finish(nodes, daemonSets, pods, podSrc, seenWorkload)
+	inv.finish(daemonSets, pods, podSrc, seenWorkload)
+	caps, err := signals.DetectCapabilities(det.daemonSets, det.deployments, det.nodes, false)
+	if err != nil {
+		return nil, fmt.Errorf("detect capabilities: %w", err)
+	}
+	inv.Capabilities = caps
 	kinds := make([]string, 0, len(skipped))
 	for k := range skipped {
 		kinds = append(kinds, k)
@@ -118,7 +123,25 @@ func groupVersions(group string, versions []string) string {
 	return strings.Join(out, " or ")
 }
 
-func (inv *Inventory) add(o *Object, info kindInfo, nodes *[]signals.NodeCapabilities, daemonSets *[]*WorkloadInfo,
+// detectInputs are the objects signals.DetectCapabilities reads.
+type detectInputs struct {
+	daemonSets  []appsv1.DaemonSet
+	deployments []appsv1.Deployment
+	nodes       []corev1.Node
+}
+
+// declared marks a workload read from a manifest as running: a manifest has
+// no status, and offline a declared ztunnel or Cilium DaemonSet means the
+// cluster will serve that mode.
+func declared(o *Object, ds *appsv1.DaemonSet) appsv1.DaemonSet {
+	c := *ds
+	if o.Source.File != "" && c.Status.NumberReady == 0 {
+		c.Status.NumberReady = 1
+	}
+	return c
+}
+
+func (inv *Inventory) add(o *Object, info kindInfo, det *detectInputs, daemonSets *[]*WorkloadInfo,
 	pods *[]*corev1.Pod, podSrc map[*corev1.Pod]Source, seen map[string]Source) error {
 	kind := o.U.GetKind()
 	if info.typed == nil {
@@ -153,30 +176,28 @@ func (inv *Inventory) add(o *Object, info kindInfo, nodes *[]signals.NodeCapabil
 		inv.Namespaces[t.Name] = t
 	case *corev1.Node:
 		inv.NodeCount++
-		nc, err := signals.NodeCapabilitiesFromLabels(t.Labels)
-		if err != nil {
+		if _, err := signals.NodeCapabilitiesFromLabels(t.Labels); err != nil {
 			return &ManifestError{Source: o.Source, Object: o.Ref(), Field: "metadata.labels", Err: err}
 		}
-		*nodes = append(*nodes, nc)
+		det.nodes = append(det.nodes, *t)
 	case *corev1.Pod:
 		*pods = append(*pods, t)
 		podSrc[t] = o.Source
 	case *appsv1.Deployment:
-		inv.noteMeshComponent(t.Namespace, t.Name, t.Spec.Template.Labels)
+		det.deployments = append(det.deployments, *t)
 		if err := inv.Index.Upsert(t); err != nil {
 			return &ManifestError{Source: o.Source, Object: o.Ref(), Err: err}
 		}
 		return addWorkload(&WorkloadInfo{Kind: kind, Namespace: t.Namespace, Name: t.Name,
 			Replicas: replicas(t.Spec.Replicas), Template: t.Spec.Template, Source: o.Source})
 	case *appsv1.StatefulSet:
-		inv.noteMeshComponent(t.Namespace, t.Name, t.Spec.Template.Labels)
 		if err := inv.Index.Upsert(t); err != nil {
 			return &ManifestError{Source: o.Source, Object: o.Ref(), Err: err}
 		}
 		return addWorkload(&WorkloadInfo{Kind: kind, Namespace: t.Namespace, Name: t.Name,
 			Replicas: replicas(t.Spec.Replicas), Template: t.Spec.Template, Source: o.Source})
 	case *appsv1.DaemonSet:
-		inv.noteMeshComponent(t.Namespace, t.Name, t.Spec.Template.Labels)
+		det.daemonSets = append(det.daemonSets, declared(o, t))
 		if err := inv.Index.Upsert(t); err != nil {
 			return &ManifestError{Source: o.Source, Object: o.Ref(), Err: err}
 		}
@@ -217,26 +238,9 @@ func replicas(r *int32) int32 {
 	return *r
 }
 
-// noteMeshComponent detects the meshes' own components: ztunnel means ambient
-// is served, a Cilium agent that Cilium is; their namespaces are the mesh's.
-func (inv *Inventory) noteMeshComponent(ns, name string, labels map[string]string) {
-	switch {
-	case name == "ztunnel" || labels["app"] == "ztunnel":
-		inv.Capabilities.Ztunnel = true
-	case name == "cilium" || labels["k8s-app"] == "cilium":
-		inv.Capabilities.Cilium = true
-	case name == "istiod" || labels["app"] == "istiod":
-	default:
-		return
-	}
-	if !slices.Contains(policies.SystemNamespaces, ns) && !slices.Contains(inv.Capabilities.MeshNamespaces, ns) {
-		inv.Capabilities.MeshNamespaces = append(inv.Capabilities.MeshNamespaces, ns)
-	}
-}
-
-// finish adds bare pods, namespaces named only by objects, node capabilities
-// and DaemonSet replica counts, and sorts the workloads.
-func (inv *Inventory) finish(nodes []signals.NodeCapabilities, daemonSets []*WorkloadInfo, pods []*corev1.Pod,
+// finish adds bare pods, namespaces named only by objects and DaemonSet
+// replica counts, and sorts the workloads.
+func (inv *Inventory) finish(daemonSets []*WorkloadInfo, pods []*corev1.Pod,
 	podSrc map[*corev1.Pod]Source, seen map[string]Source) {
 	for _, p := range pods {
 		var ownerKind, ownerName string
@@ -256,7 +260,6 @@ func (inv *Inventory) finish(nodes []signals.NodeCapabilities, daemonSets []*Wor
 		inv.Workloads = append(inv.Workloads, &WorkloadInfo{Kind: kind, Namespace: p.Namespace, Name: name, Replicas: 1,
 			Template: corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}, Source: podSrc[p]})
 	}
-	inv.Capabilities.Nodes = signals.MinNodeCapabilities(nodes...)
 	if inv.NodeCount > 0 {
 		for _, d := range daemonSets {
 			d.Replicas = int32(inv.NodeCount)

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshshift/meshshift/cli"
 	"github.com/meshshift/meshshift/cmd/meshshift/app"
@@ -37,10 +40,12 @@ func TestPlanClusterMatchesOffline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the real control plane; run without -short")
 	}
+	// Nodes and controllers, so the samples' ztunnel DaemonSet runs: that is
+	// how plan --cluster knows the cluster serves ambient.
 	c := harness.Start(t, harness.Options{CRDPaths: []string{
 		filepath.Join(moduleDir(t, root, "istio.io/api"), "kubernetes", "customresourcedefinitions.gen.yaml"),
 		filepath.Join(moduleDir(t, root, "sigs.k8s.io/gateway-api"), "config", "crd", "standard"),
-	}})
+	}, ControllerManager: true, Scheduler: true, KwokNodes: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	objs, err := cli.LoadFiles([]string{demo})
@@ -53,6 +58,16 @@ func TestPlanClusterMatchesOffline(t *testing.T) {
 	}
 	if err := a.Apply(ctx, cli.Unstructured(objs)); err != nil {
 		t.Fatalf("apply config/samples/demo: %v", err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var ds appsv1.DaemonSet
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "istio-system", Name: "ztunnel"}, &ds); err != nil {
+			return false, err
+		}
+		return ds.Status.NumberReady > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("ztunnel never ready: %v", err)
 	}
 
 	decisions := func(args ...string) []map[string]any {
