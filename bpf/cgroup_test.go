@@ -13,7 +13,7 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
 	unified := "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate 0 0\n"
 	for _, tt := range []struct {
 		name, mounts, want string
-		err             bool
+		err                bool
 	}{
 		{"hybrid", hybrid, "/sys/fs/cgroup/unified", false},
 		{"unified", unified, "/sys/fs/cgroup", false},
