@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 )
 
 // FuzzRecord feeds arbitrary meshshift.io/previous-labels annotations (people
@@ -71,7 +71,7 @@ func FuzzResolveGateNoPanic(f *testing.F) {
 	f.Add("errorRate", "", "", int64(100), "0.05", "")
 	f.Add("mine", "sum(x)", "", int64(5), "", "0.5")
 	f.Fuzz(func(t *testing.T, name, query, sample string, minSample int64, max, inc string) {
-		cfg, errs := ResolveGate(&v1alpha1.GateSpec{PrometheusURL: "http://p", SLIs: []v1alpha1.SLI{
+		cfg, errs := ResolveGate(&meshv1alpha1.GateSpec{PrometheusURL: "http://p", SLIs: []meshv1alpha1.SLI{
 			{Name: name, Query: query, SampleQuery: sample, MinSample: minSample, Max: max, MaxIncrease: inc}}}, "")
 		if len(errs) == 0 && (len(cfg.SLIs) != 1 || cfg.SLIs[0].Query == "") {
 			t.Fatalf("resolved without a query: %+v", cfg)

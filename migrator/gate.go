@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/clock"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 )
 
 // Querier is the part of the Prometheus HTTP API the gate uses; promv1.API
@@ -65,7 +65,7 @@ var builtinSLIs = map[string]SLIConfig{
 }
 
 // defaultSLIs are checked when spec.gate.slis is empty.
-var defaultSLIs = []v1alpha1.SLI{
+var defaultSLIs = []meshv1alpha1.SLI{
 	{Name: "errorRate", Max: "0.05", MinSample: 100},
 	{Name: "latencyP99", MaxIncrease: "0.5", MinSample: 100},
 	{Name: "tcpRetransmitRate", Max: "0.1", MaxIncrease: "1", MinSample: 20},
@@ -94,7 +94,7 @@ type GateConfig struct {
 // ResolveGate fills the gate's defaults and checks what the CRD schema cannot:
 // an SLI of unknown name needs a query, minSample needs a sample query.
 // defaultURL is used when the spec names no Prometheus.
-func ResolveGate(spec *v1alpha1.GateSpec, defaultURL string) (GateConfig, field.ErrorList) {
+func ResolveGate(spec *meshv1alpha1.GateSpec, defaultURL string) (GateConfig, field.ErrorList) {
 	path := field.NewPath("spec", "gate")
 	g := GateConfig{
 		PrometheusURL: defaultURL, Interval: DefaultGateInterval, Window: DefaultGateWindow,
@@ -195,20 +195,20 @@ type Gate struct {
 // Check is one evaluation of the gate.
 type Check struct {
 	At     time.Time
-	Values []v1alpha1.SLIValue
+	Values []meshv1alpha1.SLIValue
 	// Result is Fail when any SLI failed, else Inconclusive when any SLI was,
 	// else Pass.
 	Result string
 }
 
 // Failed returns the first failing SLI value, for messages.
-func (c *Check) Failed() (v1alpha1.SLIValue, bool) {
+func (c *Check) Failed() (meshv1alpha1.SLIValue, bool) {
 	for _, v := range c.Values {
 		if v.Result == ResultFail {
 			return v, true
 		}
 	}
-	return v1alpha1.SLIValue{}, false
+	return meshv1alpha1.SLIValue{}, false
 }
 
 // Summary is one line naming every SLI that did not pass, and why.
@@ -243,7 +243,7 @@ func Expand(query string, namespaces []string, window time.Duration) string {
 // Evaluate checks every SLI of cfg for namespaces against its limits; baseline
 // is the wave's recorded baseline (nil while recording it: then no limit is
 // applied and each value is only measured).
-func (g *Gate) Evaluate(ctx context.Context, cfg *GateConfig, namespaces []string, baseline []v1alpha1.SLIValue) Check {
+func (g *Gate) Evaluate(ctx context.Context, cfg *GateConfig, namespaces []string, baseline []meshv1alpha1.SLIValue) Check {
 	now := g.Clock.Now()
 	c := Check{At: now, Result: ResultPass}
 	for i := range cfg.SLIs {
@@ -260,9 +260,9 @@ func (g *Gate) Evaluate(ctx context.Context, cfg *GateConfig, namespaces []strin
 }
 
 func (g *Gate) evaluateSLI(ctx context.Context, s *SLIConfig, window time.Duration, namespaces []string,
-	baseline []v1alpha1.SLIValue, now time.Time) v1alpha1.SLIValue {
-	out := v1alpha1.SLIValue{Name: s.Name}
-	inconclusive := func(msg string) v1alpha1.SLIValue {
+	baseline []meshv1alpha1.SLIValue, now time.Time) meshv1alpha1.SLIValue {
+	out := meshv1alpha1.SLIValue{Name: s.Name}
+	inconclusive := func(msg string) meshv1alpha1.SLIValue {
 		out.Result, out.Message = ResultInconclusive, msg
 		return out
 	}
@@ -317,7 +317,7 @@ func limitString(l float64) string {
 	return formatDecimal(l)
 }
 
-func baselineOf(baseline []v1alpha1.SLIValue, name string) (float64, bool) {
+func baselineOf(baseline []meshv1alpha1.SLIValue, name string) (float64, bool) {
 	for _, b := range baseline {
 		if b.Name != name || b.Value == "" {
 			continue
@@ -398,7 +398,7 @@ func (v Verdict) String() string {
 // do. A failing check resets the inconclusive count; an inconclusive one
 // leaves the failure count as it is (it neither confirms nor clears a breach);
 // a passing one resets both. Only a passing check after the bake time promotes.
-func Step(cfg *GateConfig, w *v1alpha1.WaveStatus, c *Check, bakeStart time.Time, bake time.Duration) Verdict {
+func Step(cfg *GateConfig, w *meshv1alpha1.WaveStatus, c *Check, bakeStart time.Time, bake time.Duration) Verdict {
 	switch c.Result {
 	case ResultFail:
 		w.Failures++

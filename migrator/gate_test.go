@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 )
 
 // fakeProm answers instant queries from a table keyed by the exact query; it
@@ -49,9 +49,9 @@ func vec(vals ...float64) func() (model.Value, error) {
 	}
 }
 
-func gateFor(t *testing.T, slis ...v1alpha1.SLI) GateConfig {
+func gateFor(t *testing.T, slis ...meshv1alpha1.SLI) GateConfig {
 	t.Helper()
-	cfg, errs := ResolveGate(&v1alpha1.GateSpec{
+	cfg, errs := ResolveGate(&meshv1alpha1.GateSpec{
 		PrometheusURL: "http://127.0.0.1:1", Interval: &metav1.Duration{Duration: time.Second},
 		FailuresToBreach: 3, InconclusiveLimit: 2, SLIs: slis,
 	}, "")
@@ -62,13 +62,13 @@ func gateFor(t *testing.T, slis ...v1alpha1.SLI) GateConfig {
 }
 
 func TestGateSLIResults(t *testing.T) {
-	sli := v1alpha1.SLI{Name: "err", Query: "q", SampleQuery: "n", MinSample: 100, Max: "0.1", MaxIncrease: "0.5"}
-	base := []v1alpha1.SLIValue{{Name: "err", Value: "0.04", Result: ResultPass}}
+	sli := meshv1alpha1.SLI{Name: "err", Query: "q", SampleQuery: "n", MinSample: 100, Max: "0.1", MaxIncrease: "0.5"}
+	base := []meshv1alpha1.SLIValue{{Name: "err", Value: "0.04", Result: ResultPass}}
 	cases := []struct {
 		name       string
 		value      func() (model.Value, error)
 		sample     func() (model.Value, error)
-		baseline   []v1alpha1.SLIValue
+		baseline   []meshv1alpha1.SLIValue
 		want       string
 		wantLimit  string
 		wantInText string
@@ -83,9 +83,9 @@ func TestGateSLIResults(t *testing.T) {
 		{"sample at minimum is conclusive", vec(0.01), vec(100), base, ResultPass, "0.06", ""},
 		{"relative limit binds below max", vec(0.061), vec(500), base, ResultFail, "0.06", "baseline 0.04"},
 		{"value at the relative limit passes", vec(0.06), vec(500), base, ResultPass, "0.06", ""},
-		{"max binds below relative", vec(0.11), vec(500), []v1alpha1.SLIValue{{Name: "err", Value: "0.5"}}, ResultFail, "0.1", "max 0.1"},
-		{"no baseline and under max is inconclusive", vec(0.05), vec(500), []v1alpha1.SLIValue{}, ResultInconclusive, "0.1", "no baseline"},
-		{"no baseline and over max fails", vec(0.2), vec(500), []v1alpha1.SLIValue{}, ResultFail, "0.1", "max 0.1"},
+		{"max binds below relative", vec(0.11), vec(500), []meshv1alpha1.SLIValue{{Name: "err", Value: "0.5"}}, ResultFail, "0.1", "max 0.1"},
+		{"no baseline and under max is inconclusive", vec(0.05), vec(500), []meshv1alpha1.SLIValue{}, ResultInconclusive, "0.1", "no baseline"},
+		{"no baseline and over max fails", vec(0.2), vec(500), []meshv1alpha1.SLIValue{}, ResultFail, "0.1", "max 0.1"},
 		{"scalar result is read", func() (model.Value, error) { return &model.Scalar{Value: 0.02}, nil }, vec(500), base, ResultPass, "0.06", ""},
 	}
 	for _, tc := range cases {
@@ -147,7 +147,7 @@ func TestGateSteps(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clocktesting.NewFakeClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 			start := clk.Now()
-			var w v1alpha1.WaveStatus
+			var w meshv1alpha1.WaveStatus
 			for i, s := range tc.steps {
 				clk.Step(time.Second) // one gate interval; the bake time is 4 intervals
 				c := Check{At: clk.Now(), Result: s.result}
@@ -164,19 +164,19 @@ func TestGateSteps(t *testing.T) {
 // recording pass only measures.
 func TestGateEvaluateAggregates(t *testing.T) {
 	cfg := gateFor(t,
-		v1alpha1.SLI{Name: "a", Query: "qa", Max: "1"},
-		v1alpha1.SLI{Name: "b", Query: "qb", Max: "1"},
+		meshv1alpha1.SLI{Name: "a", Query: "qa", Max: "1"},
+		meshv1alpha1.SLI{Name: "b", Query: "qb", Max: "1"},
 	)
 	clk := clocktesting.NewFakePassiveClock(time.Now())
 	ans := map[string]func() (model.Value, error){"qa": vec(2), "qb": vec()}
 	g := &Gate{API: &fakeProm{answers: ans}, Clock: clk}
-	if c := g.Evaluate(context.Background(), &cfg, []string{"x"}, []v1alpha1.SLIValue{}); c.Result != ResultFail {
+	if c := g.Evaluate(context.Background(), &cfg, []string{"x"}, []meshv1alpha1.SLIValue{}); c.Result != ResultFail {
 		t.Errorf("fail + inconclusive = %s, want Fail", c.Result)
 	} else if f, ok := c.Failed(); !ok || f.Name != "a" || f.Value != "2" || f.Limit != "1" {
 		t.Errorf("failed SLI = %+v", f)
 	}
 	ans["qa"] = vec(0.5)
-	if c := g.Evaluate(context.Background(), &cfg, []string{"x"}, []v1alpha1.SLIValue{}); c.Result != ResultInconclusive {
+	if c := g.Evaluate(context.Background(), &cfg, []string{"x"}, []meshv1alpha1.SLIValue{}); c.Result != ResultInconclusive {
 		t.Errorf("pass + inconclusive = %s, want Inconclusive", c.Result)
 	}
 	ans["qa"], ans["qb"] = vec(5), vec(7)
@@ -199,13 +199,13 @@ func TestResolveGate(t *testing.T) {
 		t.Errorf("expanded query = %s", q)
 	}
 	bad := []struct {
-		spec v1alpha1.GateSpec
+		spec meshv1alpha1.GateSpec
 		want string
 	}{
-		{v1alpha1.GateSpec{SLIs: []v1alpha1.SLI{{Name: "mine", Max: "1"}}}, "spec.gate.slis[0].query"},
-		{v1alpha1.GateSpec{SLIs: []v1alpha1.SLI{{Name: "mine", Query: "q", MinSample: 5, Max: "1"}}}, "spec.gate.slis[0].sampleQuery"},
-		{v1alpha1.GateSpec{SLIs: []v1alpha1.SLI{{Name: "errorRate", Max: "x"}}}, "spec.gate.slis[0].max"},
-		{v1alpha1.GateSpec{SLIs: []v1alpha1.SLI{{Name: "errorRate"}}}, "spec.gate.slis[0]"},
+		{meshv1alpha1.GateSpec{SLIs: []meshv1alpha1.SLI{{Name: "mine", Max: "1"}}}, "spec.gate.slis[0].query"},
+		{meshv1alpha1.GateSpec{SLIs: []meshv1alpha1.SLI{{Name: "mine", Query: "q", MinSample: 5, Max: "1"}}}, "spec.gate.slis[0].sampleQuery"},
+		{meshv1alpha1.GateSpec{SLIs: []meshv1alpha1.SLI{{Name: "errorRate", Max: "x"}}}, "spec.gate.slis[0].max"},
+		{meshv1alpha1.GateSpec{SLIs: []meshv1alpha1.SLI{{Name: "errorRate"}}}, "spec.gate.slis[0]"},
 	}
 	for _, b := range bad {
 		b.spec.PrometheusURL = "http://p"
@@ -213,7 +213,7 @@ func TestResolveGate(t *testing.T) {
 			t.Errorf("ResolveGate(%+v) = %v, want an error naming %s", b.spec, errs, b.want)
 		}
 	}
-	if _, errs := ResolveGate(&v1alpha1.GateSpec{}, ""); len(errs) == 0 || !strings.Contains(errs.ToAggregate().Error(), "spec.gate.prometheusURL") {
+	if _, errs := ResolveGate(&meshv1alpha1.GateSpec{}, ""); len(errs) == 0 || !strings.Contains(errs.ToAggregate().Error(), "spec.gate.prometheusURL") {
 		t.Errorf("no URL: %v", errs)
 	}
 }

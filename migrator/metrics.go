@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 )
 
 var (
@@ -27,9 +27,9 @@ var (
 	registerOnce sync.Once
 )
 
-var wavePhases = []v1alpha1.WavePhase{
-	v1alpha1.WavePending, v1alpha1.WavePrechecking, v1alpha1.WaveFlipping, v1alpha1.WaveRestarting,
-	v1alpha1.WaveBaking, v1alpha1.WavePromoted, v1alpha1.WaveRollingBack, v1alpha1.WaveRolledBack, v1alpha1.WaveFailed,
+var wavePhases = []meshv1alpha1.WavePhase{
+	meshv1alpha1.WavePending, meshv1alpha1.WavePrechecking, meshv1alpha1.WaveFlipping, meshv1alpha1.WaveRestarting,
+	meshv1alpha1.WaveBaking, meshv1alpha1.WavePromoted, meshv1alpha1.WaveRollingBack, meshv1alpha1.WaveRolledBack, meshv1alpha1.WaveFailed,
 }
 
 // registerMetrics adds the migrator's metrics to controller-runtime's registry once.
@@ -49,7 +49,7 @@ func registerMetrics() error {
 }
 
 // observeWaves sets the wave gauge from a migration's status.
-func observeWaves(mm *v1alpha1.MeshMigration) {
+func observeWaves(mm *meshv1alpha1.MeshMigration) {
 	for _, w := range mm.Status.Waves {
 		for _, p := range wavePhases {
 			v := 0.0

@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/policies"
 )
 
@@ -40,7 +40,7 @@ var (
 		policies.LabelIstioInjection, policies.LabelIstioRev,
 		policies.LabelIstioDataplaneMode, policies.LabelIstioUseWaypoint,
 	}
-	managedAnnotations = []string{v1alpha1.AnnotationMode, policies.AnnotationLinkerdInject}
+	managedAnnotations = []string{meshv1alpha1.AnnotationMode, policies.AnnotationLinkerdInject}
 )
 
 // Record is what a namespace looked like before a migration flipped it: the
@@ -49,7 +49,7 @@ var (
 type Record struct {
 	Migration   string             `json:"migration"`
 	Wave        string             `json:"wave"`
-	Target      v1alpha1.Mode      `json:"target"`
+	Target      meshv1alpha1.Mode  `json:"target"`
 	Labels      map[string]*string `json:"labels"`
 	Annotations map[string]*string `json:"annotations"`
 	// Waypoint is the waypoint Gateway's name when workloads need one.
@@ -71,7 +71,7 @@ func readRecord(ns *corev1.Namespace) (*Record, error) {
 	return &r, nil
 }
 
-func newRecord(ns *corev1.Namespace, migration, wave string, target v1alpha1.Mode, plan *nsPlan) *Record {
+func newRecord(ns *corev1.Namespace, migration, wave string, target meshv1alpha1.Mode, plan *nsPlan) *Record {
 	r := &Record{Migration: migration, Wave: wave, Target: target,
 		Labels: map[string]*string{}, Annotations: map[string]*string{}}
 	for _, k := range managedLabels {
@@ -113,8 +113,8 @@ type nsStep func(ns *corev1.Namespace)
 // documented safe order: for a sidecarless target the dataplane label first,
 // then the injection labels go; for sidecar the injection label first, then the
 // ambient labels go.
-func flipSteps(target v1alpha1.Mode, provider v1alpha1.MeshProvider) []nsStep {
-	mode := func(ns *corev1.Namespace) { ns.Annotations[v1alpha1.AnnotationMode] = string(target) }
+func flipSteps(target meshv1alpha1.Mode, provider meshv1alpha1.MeshProvider) []nsStep {
+	mode := func(ns *corev1.Namespace) { ns.Annotations[meshv1alpha1.AnnotationMode] = string(target) }
 	dropInjection := func(ns *corev1.Namespace) {
 		delete(ns.Labels, policies.LabelIstioInjection)
 		delete(ns.Labels, policies.LabelIstioRev)
@@ -123,15 +123,15 @@ func flipSteps(target v1alpha1.Mode, provider v1alpha1.MeshProvider) []nsStep {
 		}
 	}
 	switch target {
-	case v1alpha1.ModeAmbient, v1alpha1.ModeAmbientWaypoint:
+	case meshv1alpha1.ModeAmbient, meshv1alpha1.ModeAmbientWaypoint:
 		return []nsStep{
 			func(ns *corev1.Namespace) { mode(ns); ns.Labels[policies.LabelIstioDataplaneMode] = "ambient" },
 			dropInjection,
 		}
-	case v1alpha1.ModeSidecar:
+	case meshv1alpha1.ModeSidecar:
 		inject := func(ns *corev1.Namespace) {
 			mode(ns)
-			if provider == v1alpha1.MeshProviderLinkerd {
+			if provider == meshv1alpha1.MeshProviderLinkerd {
 				ns.Annotations[policies.AnnotationLinkerdInject] = "enabled"
 			} else if _, rev := ns.Labels[policies.LabelIstioRev]; !rev {
 				ns.Labels[policies.LabelIstioInjection] = "enabled"
@@ -170,7 +170,7 @@ func undoSteps(r *Record) []nsStep {
 		restore([]string{policies.LabelIstioInjection, policies.LabelIstioRev}, true),
 		restore([]string{policies.AnnotationLinkerdInject}, false),
 		restore([]string{policies.LabelIstioDataplaneMode}, true),
-		restore([]string{v1alpha1.AnnotationMode}, false),
+		restore([]string{meshv1alpha1.AnnotationMode}, false),
 		restore([]string{policies.LabelIstioUseWaypoint}, true),
 	}
 }
@@ -213,7 +213,7 @@ func equalMaps(a, b map[string]string) bool {
 // flipNamespace puts one namespace in the migration's target mode. It is
 // idempotent: the record is written first (once), then the waypoint, then the
 // labels in order; a crash anywhere leaves a state the next call completes.
-func (r *Reconciler) flipNamespace(ctx context.Context, mm *v1alpha1.MeshMigration, wave string, name string) error {
+func (r *Reconciler) flipNamespace(ctx context.Context, mm *meshv1alpha1.MeshMigration, wave string, name string) error {
 	ns := &corev1.Namespace{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
 		return fmt.Errorf("get namespace %s: %w", name, err)

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 )
 
 // next asks for the following step at once: the new phase is in the status
@@ -26,14 +26,14 @@ const (
 	defaultReadyTimeout = 10 * time.Minute
 )
 
-func bakeTime(mm *v1alpha1.MeshMigration) time.Duration {
+func bakeTime(mm *meshv1alpha1.MeshMigration) time.Duration {
 	if mm.Spec.BakeTime != nil {
 		return mm.Spec.BakeTime.Duration
 	}
 	return defaultBakeTime
 }
 
-func readyTimeout(mm *v1alpha1.MeshMigration) time.Duration {
+func readyTimeout(mm *meshv1alpha1.MeshMigration) time.Duration {
 	if mm.Spec.ReadyTimeout != nil {
 		return mm.Spec.ReadyTimeout.Duration
 	}
@@ -41,15 +41,15 @@ func readyTimeout(mm *v1alpha1.MeshMigration) time.Duration {
 }
 
 // wave does the step of wave i's phase.
-func (r *Reconciler) wave(ctx context.Context, mm *v1alpha1.MeshMigration, gate *GateConfig, i int) (ctrl.Result, error) {
+func (r *Reconciler) wave(ctx context.Context, mm *meshv1alpha1.MeshMigration, gate *GateConfig, i int) (ctrl.Result, error) {
 	w := &mm.Status.Waves[i]
 	paused := mm.Spec.Paused
 	switch w.Phase {
-	case v1alpha1.WavePending, "":
+	case meshv1alpha1.WavePending, "":
 		if paused {
 			return ctrl.Result{}, nil
 		}
-		if mm.Spec.Approval == v1alpha1.ApprovalManual && mm.Spec.ApprovedWaves <= int32(i) {
+		if mm.Spec.Approval == meshv1alpha1.ApprovalManual && mm.Spec.ApprovedWaves <= int32(i) {
 			msg := fmt.Sprintf("wave %s waits for approval: set spec.approvedWaves to %d", w.Name, i+1)
 			if setCondition(mm, ConditionProgressing, false, ReasonAwaitingApproval, msg) {
 				r.event(mm, false, ReasonAwaitingApproval, "Approve", "%s", msg)
@@ -57,27 +57,27 @@ func (r *Reconciler) wave(ctx context.Context, mm *v1alpha1.MeshMigration, gate 
 			return ctrl.Result{}, nil
 		}
 		return r.precheck(ctx, mm, w)
-	case v1alpha1.WavePrechecking:
+	case meshv1alpha1.WavePrechecking:
 		if paused {
 			return ctrl.Result{}, nil
 		}
 		return r.baseline(ctx, mm, gate, w)
-	case v1alpha1.WaveFlipping:
+	case meshv1alpha1.WaveFlipping:
 		for _, n := range w.Namespaces {
 			if err := r.flipNamespace(ctx, mm, w.Name, n); err != nil {
 				return ctrl.Result{}, err
 			}
 		}
-		w.Phase, w.Message = v1alpha1.WaveRestarting, "namespaces flipped; restarting workloads"
+		w.Phase, w.Message = meshv1alpha1.WaveRestarting, "namespaces flipped; restarting workloads"
 		r.event(mm, false, ReasonFlipped, "Flip", "wave %s: namespaces %s flipped to %s", w.Name, strings.Join(w.Namespaces, ","), mm.Spec.TargetMode)
 		return next, nil
-	case v1alpha1.WaveRestarting:
+	case meshv1alpha1.WaveRestarting:
 		return r.restart(ctx, mm, w)
-	case v1alpha1.WaveBaking:
+	case meshv1alpha1.WaveBaking:
 		return r.bake(ctx, mm, gate, w)
-	case v1alpha1.WaveRollingBack:
+	case meshv1alpha1.WaveRollingBack:
 		return r.rollback(ctx, mm, w)
-	case v1alpha1.WaveRolledBack, v1alpha1.WaveFailed:
+	case meshv1alpha1.WaveRolledBack, meshv1alpha1.WaveFailed:
 		return ctrl.Result{}, r.stopAfter(ctx, mm, w)
 	}
 	return ctrl.Result{}, nil
@@ -85,7 +85,7 @@ func (r *Reconciler) wave(ctx context.Context, mm *v1alpha1.MeshMigration, gate 
 
 // precheck checks every namespace of the wave; a blocker pauses the migration
 // with the list, for a person to fix and resume.
-func (r *Reconciler) precheck(ctx context.Context, mm *v1alpha1.MeshMigration, w *v1alpha1.WaveStatus) (ctrl.Result, error) {
+func (r *Reconciler) precheck(ctx context.Context, mm *meshv1alpha1.MeshMigration, w *meshv1alpha1.WaveStatus) (ctrl.Result, error) {
 	var blockers, notes []string
 	for _, n := range w.Namespaces {
 		ns := &corev1.Namespace{}
@@ -126,14 +126,14 @@ func (r *Reconciler) precheck(ctx context.Context, mm *v1alpha1.MeshMigration, w
 	} else {
 		r.event(mm, false, ReasonPrecheckPassed, "Precheck", "wave %s: no blockers", w.Name)
 	}
-	w.Phase, w.Message, w.Inconclusive, w.Failures, w.LastCheckAt = v1alpha1.WavePrechecking, "precheck passed; recording the baseline", 0, 0, nil
+	w.Phase, w.Message, w.Inconclusive, w.Failures, w.LastCheckAt = meshv1alpha1.WavePrechecking, "precheck passed; recording the baseline", 0, 0, nil
 	return next, nil
 }
 
 // baseline records the wave's SLIs before the flip. An SLI with a relative
 // limit needs a conclusive baseline; past the inconclusive limit the migration
 // pauses.
-func (r *Reconciler) baseline(ctx context.Context, mm *v1alpha1.MeshMigration, gate *GateConfig, w *v1alpha1.WaveStatus) (ctrl.Result, error) {
+func (r *Reconciler) baseline(ctx context.Context, mm *meshv1alpha1.MeshMigration, gate *GateConfig, w *meshv1alpha1.WaveStatus) (ctrl.Result, error) {
 	if w.LastCheckAt != nil {
 		if due := w.LastCheckAt.Add(gate.Interval); r.Clock.Now().Before(due) {
 			return ctrl.Result{RequeueAfter: due.Sub(r.Clock.Now())}, nil
@@ -163,7 +163,7 @@ func (r *Reconciler) baseline(ctx context.Context, mm *v1alpha1.MeshMigration, g
 	}
 	now := r.now()
 	w.Baseline = c.Values
-	w.Phase, w.StartedAt, w.Inconclusive, w.LastCheckAt = v1alpha1.WaveFlipping, &now, 0, nil
+	w.Phase, w.StartedAt, w.Inconclusive, w.LastCheckAt = meshv1alpha1.WaveFlipping, &now, 0, nil
 	w.RestartToken = now.UTC().Format(time.RFC3339Nano)
 	w.Message = "baseline recorded; flipping"
 	r.event(mm, false, ReasonBaselineRecorded, "Baseline", "wave %s: baseline %s", w.Name, valuesString(c.Values))
@@ -172,7 +172,7 @@ func (r *Reconciler) baseline(ctx context.Context, mm *v1alpha1.MeshMigration, g
 
 func isNaN(f float64) bool { return f != f }
 
-func valuesString(vs []v1alpha1.SLIValue) string {
+func valuesString(vs []meshv1alpha1.SLIValue) string {
 	parts := make([]string, 0, len(vs))
 	for _, v := range vs {
 		val := v.Value
@@ -185,14 +185,14 @@ func valuesString(vs []v1alpha1.SLIValue) string {
 }
 
 // restart restarts the wave's workloads and waits until they are Ready.
-func (r *Reconciler) restart(ctx context.Context, mm *v1alpha1.MeshMigration, w *v1alpha1.WaveStatus) (ctrl.Result, error) {
+func (r *Reconciler) restart(ctx context.Context, mm *meshv1alpha1.MeshMigration, w *meshv1alpha1.WaveStatus) (ctrl.Result, error) {
 	ready, why, failed, err := r.restartAndWait(ctx, w.Namespaces, w.RestartToken)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if ready {
 		now := r.now()
-		w.Phase, w.BakeStartedAt, w.LastCheckAt, w.Failures, w.Inconclusive = v1alpha1.WaveBaking, &now, nil, 0, 0
+		w.Phase, w.BakeStartedAt, w.LastCheckAt, w.Failures, w.Inconclusive = meshv1alpha1.WaveBaking, &now, nil, 0, 0
 		w.Message = "workloads Ready; baking"
 		r.event(mm, false, ReasonReady, "Restart", "wave %s: every workload restarted and Ready; baking for %s", w.Name, bakeTime(mm))
 		return next, nil
@@ -223,7 +223,7 @@ func (r *Reconciler) restartAndWait(ctx context.Context, namespaces []string, to
 }
 
 // bake checks the gate once per interval and promotes, rolls back or pauses.
-func (r *Reconciler) bake(ctx context.Context, mm *v1alpha1.MeshMigration, gate *GateConfig, w *v1alpha1.WaveStatus) (ctrl.Result, error) {
+func (r *Reconciler) bake(ctx context.Context, mm *meshv1alpha1.MeshMigration, gate *GateConfig, w *meshv1alpha1.WaveStatus) (ctrl.Result, error) {
 	now := r.Clock.Now()
 	if w.BakeStartedAt == nil {
 		t := metav1.NewTime(now)
@@ -272,7 +272,7 @@ func (r *Reconciler) bake(ctx context.Context, mm *v1alpha1.MeshMigration, gate 
 			return ctrl.Result{RequeueAfter: gate.Interval}, nil
 		}
 		fin := r.now()
-		w.Phase, w.FinishedAt, w.Reason = v1alpha1.WavePromoted, &fin, ReasonWavePromoted
+		w.Phase, w.FinishedAt, w.Reason = meshv1alpha1.WavePromoted, &fin, ReasonWavePromoted
 		w.Message = "promoted: " + valuesString(c.Values)
 		r.event(mm, false, ReasonWavePromoted, "Promote", "wave %s promoted after %s: %s", w.Name,
 			fin.Sub(w.BakeStartedAt.Time).Round(time.Millisecond), valuesString(c.Values))
@@ -284,9 +284,9 @@ func (r *Reconciler) bake(ctx context.Context, mm *v1alpha1.MeshMigration, gate 
 
 // startRollback moves a wave to RollingBack; the namespaces are restored by
 // the next step, which reads the phase back first.
-func (r *Reconciler) startRollback(ctx context.Context, mm *v1alpha1.MeshMigration, w *v1alpha1.WaveStatus, reason, msg string) {
+func (r *Reconciler) startRollback(ctx context.Context, mm *meshv1alpha1.MeshMigration, w *meshv1alpha1.WaveStatus, reason, msg string) {
 	now := r.now()
-	w.Phase, w.Reason, w.Message = v1alpha1.WaveRollingBack, reason, msg
+	w.Phase, w.Reason, w.Message = meshv1alpha1.WaveRollingBack, reason, msg
 	w.RollbackStartedAt = &now
 	w.RollbackToken = now.UTC().Format(time.RFC3339Nano)
 	r.event(mm, reason != ReasonRollbackRequested, ReasonRollbackStarted, "Rollback", "wave %s rolling back (%s): %s", w.Name, reason, msg)
@@ -295,7 +295,7 @@ func (r *Reconciler) startRollback(ctx context.Context, mm *v1alpha1.MeshMigrati
 
 // rollback restores the wave's namespaces from their records, restarts their
 // workloads and waits until they are Ready.
-func (r *Reconciler) rollback(ctx context.Context, mm *v1alpha1.MeshMigration, w *v1alpha1.WaveStatus) (ctrl.Result, error) {
+func (r *Reconciler) rollback(ctx context.Context, mm *meshv1alpha1.MeshMigration, w *meshv1alpha1.WaveStatus) (ctrl.Result, error) {
 	for _, n := range w.Namespaces {
 		if err := r.undoNamespace(ctx, mm.Name, n); err != nil {
 			return ctrl.Result{}, err
@@ -310,7 +310,7 @@ func (r *Reconciler) rollback(ctx context.Context, mm *v1alpha1.MeshMigration, w
 		return ctrl.Result{RequeueAfter: r.poll()}, nil
 	}
 	fin := r.now()
-	w.Phase, w.FinishedAt = v1alpha1.WaveRolledBack, &fin
+	w.Phase, w.FinishedAt = meshv1alpha1.WaveRolledBack, &fin
 	w.Message = strings.SplitN(w.Message, "; rollback waiting for", 2)[0] + "; rolled back at " + fin.UTC().Format(time.RFC3339Nano)
 	rollbacksTotal.WithLabelValues(mm.Name, w.Reason).Inc()
 	took := time.Duration(0)
@@ -324,7 +324,7 @@ func (r *Reconciler) rollback(ctx context.Context, mm *v1alpha1.MeshMigration, w
 
 // stopAfter ends the migration after a wave was rolled back (earlier waves
 // stay migrated) and releases the namespaces of the waves that never started.
-func (r *Reconciler) stopAfter(ctx context.Context, mm *v1alpha1.MeshMigration, w *v1alpha1.WaveStatus) error {
+func (r *Reconciler) stopAfter(ctx context.Context, mm *meshv1alpha1.MeshMigration, w *meshv1alpha1.WaveStatus) error {
 	msg := w.Message
 	setCondition(mm, ConditionRolledBack, true, w.Reason, msg)
 	setCondition(mm, ConditionProgressing, false, ReasonRolledBack, fmt.Sprintf("stopped after wave %s rolled back", w.Name))
@@ -334,20 +334,20 @@ func (r *Reconciler) stopAfter(ctx context.Context, mm *v1alpha1.MeshMigration, 
 
 // rollbackAll undoes every wave that changed anything, newest first
 // (spec.rollbackRequested).
-func (r *Reconciler) rollbackAll(ctx context.Context, mm *v1alpha1.MeshMigration) (ctrl.Result, error) {
+func (r *Reconciler) rollbackAll(ctx context.Context, mm *meshv1alpha1.MeshMigration) (ctrl.Result, error) {
 	for i := len(mm.Status.Waves) - 1; i >= 0; i-- {
 		w := &mm.Status.Waves[i]
 		switch w.Phase {
-		case v1alpha1.WaveFlipping, v1alpha1.WaveRestarting, v1alpha1.WaveBaking, v1alpha1.WavePromoted:
+		case meshv1alpha1.WaveFlipping, meshv1alpha1.WaveRestarting, meshv1alpha1.WaveBaking, meshv1alpha1.WavePromoted:
 			mm.Status.CurrentWave = int32(i)
 			r.startRollback(ctx, mm, w, ReasonRollbackRequested, fmt.Sprintf("wave %s: rollback requested by spec.rollbackRequested", w.Name))
 			return next, nil
-		case v1alpha1.WaveRollingBack:
+		case meshv1alpha1.WaveRollingBack:
 			mm.Status.CurrentWave = int32(i)
 			setCondition(mm, ConditionProgressing, true, ReasonRollbackRequested, "rolling back wave "+w.Name)
 			return r.rollback(ctx, mm, w)
-		case v1alpha1.WavePrechecking:
-			w.Phase, w.Message = v1alpha1.WavePending, "not started: rollback requested"
+		case meshv1alpha1.WavePrechecking:
+			w.Phase, w.Message = meshv1alpha1.WavePending, "not started: rollback requested"
 		}
 	}
 	msg := "every wave that changed a namespace is rolled back"

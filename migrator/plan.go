@@ -17,14 +17,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/policies"
 )
 
 // PlanWaves cuts a migration's namespaces into waves: the explicit waves, or
 // the selected namespaces sorted by name in batches of spec.batchSize (one
 // wave without it). all lists the cluster's namespaces for a selector.
-func PlanWaves(spec *v1alpha1.MeshMigrationSpec, all []corev1.Namespace) ([]v1alpha1.WaveStatus, *field.Error) {
+func PlanWaves(spec *meshv1alpha1.MeshMigrationSpec, all []corev1.Namespace) ([]meshv1alpha1.WaveStatus, *field.Error) {
 	seen := map[string]string{}
 	check := func(p *field.Path, ns, wave string) *field.Error {
 		for _, s := range policies.SystemNamespaces {
@@ -39,14 +39,14 @@ func PlanWaves(spec *v1alpha1.MeshMigrationSpec, all []corev1.Namespace) ([]v1al
 		return nil
 	}
 	if len(spec.Waves) > 0 {
-		out := make([]v1alpha1.WaveStatus, 0, len(spec.Waves))
+		out := make([]meshv1alpha1.WaveStatus, 0, len(spec.Waves))
 		for i, w := range spec.Waves {
 			for j, ns := range w.Namespaces {
 				if err := check(field.NewPath("spec", "waves").Index(i).Child("namespaces").Index(j), ns, w.Name); err != nil {
 					return nil, err
 				}
 			}
-			out = append(out, v1alpha1.WaveStatus{Name: w.Name, Namespaces: append([]string(nil), w.Namespaces...), Phase: v1alpha1.WavePending})
+			out = append(out, meshv1alpha1.WaveStatus{Name: w.Name, Namespaces: append([]string(nil), w.Namespaces...), Phase: meshv1alpha1.WavePending})
 		}
 		return out, nil
 	}
@@ -85,11 +85,11 @@ func PlanWaves(spec *v1alpha1.MeshMigrationSpec, all []corev1.Namespace) ([]v1al
 		}
 		size = n
 	}
-	var out []v1alpha1.WaveStatus
+	var out []meshv1alpha1.WaveStatus
 	for i := 0; i < len(names); i += size {
 		end := min(i+size, len(names))
-		out = append(out, v1alpha1.WaveStatus{
-			Name: fmt.Sprintf("wave-%d", len(out)+1), Namespaces: append([]string(nil), names[i:end]...), Phase: v1alpha1.WavePending,
+		out = append(out, meshv1alpha1.WaveStatus{
+			Name: fmt.Sprintf("wave-%d", len(out)+1), Namespaces: append([]string(nil), names[i:end]...), Phase: meshv1alpha1.WavePending,
 		})
 	}
 	return out, nil
@@ -97,7 +97,7 @@ func PlanWaves(spec *v1alpha1.MeshMigrationSpec, all []corev1.Namespace) ([]v1al
 
 // start plans the waves and claims every namespace of the migration; a
 // namespace another live migration owns rejects this one.
-func (r *Reconciler) start(ctx context.Context, mm *v1alpha1.MeshMigration) (ctrl.Result, error) {
+func (r *Reconciler) start(ctx context.Context, mm *meshv1alpha1.MeshMigration) (ctrl.Result, error) {
 	var all corev1.NamespaceList
 	if mm.Spec.Namespaces != nil && mm.Spec.Namespaces.Selector != nil {
 		if err := r.Client.List(ctx, &all); err != nil {
@@ -158,7 +158,7 @@ func (r *Reconciler) liveOwner(ctx context.Context, namespace, self string) (str
 	if owner == "" || owner == self {
 		return "", nil
 	}
-	other := &v1alpha1.MeshMigration{}
+	other := &meshv1alpha1.MeshMigration{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: owner}, other); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", nil
@@ -223,7 +223,7 @@ func (r *Reconciler) release(ctx context.Context, namespace, migration string, a
 }
 
 // releaseUntouched releases the namespaces of waves that changed nothing.
-func (r *Reconciler) releaseUntouched(ctx context.Context, mm *v1alpha1.MeshMigration) error {
+func (r *Reconciler) releaseUntouched(ctx context.Context, mm *meshv1alpha1.MeshMigration) error {
 	for _, w := range mm.Status.Waves {
 		for _, n := range w.Namespaces {
 			if err := r.release(ctx, n, mm.Name, false); err != nil {
@@ -237,7 +237,7 @@ func (r *Reconciler) releaseUntouched(ctx context.Context, mm *v1alpha1.MeshMigr
 // finalize releases every namespace of a deleted migration and drops the
 // finalizer. Deleting a migration does not undo it: flipped namespaces stay
 // flipped, and a flip or undo in progress is completed first.
-func (r *Reconciler) finalize(ctx context.Context, mm *v1alpha1.MeshMigration) error {
+func (r *Reconciler) finalize(ctx context.Context, mm *meshv1alpha1.MeshMigration) error {
 	if !controllerutil.ContainsFinalizer(mm, Finalizer) {
 		return nil
 	}
@@ -247,9 +247,9 @@ func (r *Reconciler) finalize(ctx context.Context, mm *v1alpha1.MeshMigration) e
 			// an undo the deletion interrupted.
 			var err error
 			switch w.Phase {
-			case v1alpha1.WaveFlipping:
+			case meshv1alpha1.WaveFlipping:
 				err = r.flipNamespace(ctx, mm, w.Name, n)
-			case v1alpha1.WaveRollingBack:
+			case meshv1alpha1.WaveRollingBack:
 				err = r.undoNamespace(ctx, mm.Name, n)
 			}
 			if err != nil {

@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/signals"
 )
 
@@ -115,7 +115,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("register migrator metrics: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.MeshMigration{}, builder.WithPredicates(specOrDeletionChanged{})).
+		For(&meshv1alpha1.MeshMigration{}, builder.WithPredicates(specOrDeletionChanged{})).
 		Named("meshmigration").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
 		Complete(r)
@@ -148,7 +148,7 @@ func (specOrDeletionChanged) Update(e event.UpdateEvent) bool {
 // Reconcile does one step of a migration: get, finalizer, the step of the
 // current wave's phase, then the status when it changed.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	mm := &v1alpha1.MeshMigration{}
+	mm := &meshv1alpha1.MeshMigration{}
 	if err := r.APIReader.Get(ctx, req.NamespacedName, mm); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -220,7 +220,7 @@ func (r *Reconciler) querier(url string) (Querier, error) {
 }
 
 // event records an Event on the migration.
-func (r *Reconciler) event(mm *v1alpha1.MeshMigration, warning bool, reason, action, note string, args ...any) {
+func (r *Reconciler) event(mm *meshv1alpha1.MeshMigration, warning bool, reason, action, note string, args ...any) {
 	if r.Recorder == nil {
 		return
 	}
@@ -231,7 +231,7 @@ func (r *Reconciler) event(mm *v1alpha1.MeshMigration, warning bool, reason, act
 	r.Recorder.Eventf(mm, nil, t, reason, action, note, args...)
 }
 
-func setCondition(mm *v1alpha1.MeshMigration, typ string, status bool, reason, msg string) bool {
+func setCondition(mm *meshv1alpha1.MeshMigration, typ string, status bool, reason, msg string) bool {
 	s := metav1.ConditionFalse
 	if status {
 		s = metav1.ConditionTrue
@@ -241,13 +241,13 @@ func setCondition(mm *v1alpha1.MeshMigration, typ string, status bool, reason, m
 	})
 }
 
-func isTrue(mm *v1alpha1.MeshMigration, typ string) bool {
+func isTrue(mm *meshv1alpha1.MeshMigration, typ string) bool {
 	return meta.IsStatusConditionTrue(mm.Status.Conditions, typ)
 }
 
 // pause sets spec.paused for a person to resume, with the reason in the Paused
 // condition.
-func (r *Reconciler) pause(ctx context.Context, mm *v1alpha1.MeshMigration, reason, msg string) error {
+func (r *Reconciler) pause(ctx context.Context, mm *meshv1alpha1.MeshMigration, reason, msg string) error {
 	if !mm.Spec.Paused {
 		cp := mm.DeepCopy()
 		cp.Spec.Paused = true
@@ -265,7 +265,7 @@ func (r *Reconciler) pause(ctx context.Context, mm *v1alpha1.MeshMigration, reas
 
 // syncPause turns a person's spec.paused change into the Paused condition; on
 // resume the current wave's consecutive counters start again.
-func (r *Reconciler) syncPause(mm *v1alpha1.MeshMigration, w *v1alpha1.WaveStatus) {
+func (r *Reconciler) syncPause(mm *meshv1alpha1.MeshMigration, w *meshv1alpha1.WaveStatus) {
 	switch {
 	case mm.Spec.Paused && !isTrue(mm, ConditionPaused):
 		setCondition(mm, ConditionPaused, true, ReasonPausedByUser, "spec.paused is true")
@@ -281,7 +281,7 @@ func (r *Reconciler) syncPause(mm *v1alpha1.MeshMigration, w *v1alpha1.WaveStatu
 }
 
 // finished says whether nothing is left to do for the migration.
-func finished(mm *v1alpha1.MeshMigration) bool {
+func finished(mm *meshv1alpha1.MeshMigration) bool {
 	if isTrue(mm, ConditionFailed) {
 		return true
 	}
@@ -292,7 +292,7 @@ func finished(mm *v1alpha1.MeshMigration) bool {
 }
 
 // step is one step of the migration.
-func (r *Reconciler) step(ctx context.Context, mm *v1alpha1.MeshMigration) (ctrl.Result, error) {
+func (r *Reconciler) step(ctx context.Context, mm *meshv1alpha1.MeshMigration) (ctrl.Result, error) {
 	if finished(mm) {
 		return ctrl.Result{}, nil
 	}
@@ -307,7 +307,7 @@ func (r *Reconciler) step(ctx context.Context, mm *v1alpha1.MeshMigration) (ctrl
 		return r.rollbackAll(ctx, mm)
 	}
 	i := 0
-	for i < len(mm.Status.Waves) && mm.Status.Waves[i].Phase == v1alpha1.WavePromoted {
+	for i < len(mm.Status.Waves) && mm.Status.Waves[i].Phase == meshv1alpha1.WavePromoted {
 		i++
 	}
 	if i == len(mm.Status.Waves) {
@@ -320,7 +320,7 @@ func (r *Reconciler) step(ctx context.Context, mm *v1alpha1.MeshMigration) (ctrl
 	mm.Status.CurrentWave = int32(i)
 	w := &mm.Status.Waves[i]
 	r.syncPause(mm, w)
-	if !mm.Spec.Paused && !isTrue(mm, ConditionPaused) && w.Phase != v1alpha1.WaveRolledBack && w.Phase != v1alpha1.WaveFailed {
+	if !mm.Spec.Paused && !isTrue(mm, ConditionPaused) && w.Phase != meshv1alpha1.WaveRolledBack && w.Phase != meshv1alpha1.WaveFailed {
 		setCondition(mm, ConditionProgressing, true, ReasonWaveInProgress,
 			fmt.Sprintf("wave %s (%d of %d): %s", w.Name, i+1, len(mm.Status.Waves), w.Phase))
 	}
@@ -329,7 +329,7 @@ func (r *Reconciler) step(ctx context.Context, mm *v1alpha1.MeshMigration) (ctrl
 
 // fail marks the migration Failed for a reason no retry can fix, and releases
 // the namespaces no wave changed.
-func (r *Reconciler) fail(ctx context.Context, mm *v1alpha1.MeshMigration, reason, msg string) error {
+func (r *Reconciler) fail(ctx context.Context, mm *meshv1alpha1.MeshMigration, reason, msg string) error {
 	setCondition(mm, ConditionFailed, true, reason, msg)
 	setCondition(mm, ConditionProgressing, false, ReasonFailed, msg)
 	r.event(mm, true, reason, "Fail", "%s", msg)

@@ -26,14 +26,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/signals"
 )
 
 func testScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(v1alpha1.AddToScheme(s))
+	utilruntime.Must(meshv1alpha1.AddToScheme(s))
 	utilruntime.Must(gatewayv1.Install(s))
 	return s
 }
@@ -51,7 +51,7 @@ func newTestReconciler(t *testing.T, caps signals.Capabilities, features Feature
 		writes = append(writes, write{kind: strings.TrimPrefix(strings.TrimPrefix(typeName(obj), "*v1."), "*"), name: obj.GetName(), labels: maps.Clone(obj.GetLabels())})
 	}
 	c := fake.NewClientBuilder().WithScheme(testScheme()).WithObjects(objs...).
-		WithStatusSubresource(&v1alpha1.MeshMigration{}).
+		WithStatusSubresource(&meshv1alpha1.MeshMigration{}).
 		WithInterceptorFuncs(interceptor.Funcs{
 			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
 				record(obj)
@@ -82,7 +82,7 @@ func typeName(obj client.Object) string {
 		return "Service"
 	case *gatewayv1.Gateway:
 		return "Gateway"
-	case *v1alpha1.MeshMigration:
+	case *meshv1alpha1.MeshMigration:
 		return "MeshMigration"
 	}
 	return "other"
@@ -101,9 +101,9 @@ func deployment(ns, name string) *appsv1.Deployment {
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c"}}}}}}
 }
 
-func migration(name string, target v1alpha1.Mode, nss ...string) *v1alpha1.MeshMigration {
-	return &v1alpha1.MeshMigration{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: v1alpha1.MeshMigrationSpec{TargetMode: target, Namespaces: &v1alpha1.NamespaceTarget{Names: nss}}}
+func migration(name string, target meshv1alpha1.Mode, nss ...string) *meshv1alpha1.MeshMigration {
+	return &meshv1alpha1.MeshMigration{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: meshv1alpha1.MeshMigrationSpec{TargetMode: target, Namespaces: &meshv1alpha1.NamespaceTarget{Names: nss}}}
 }
 
 // TestFlipSafeOrderAndExactUndo checks the order of the namespace writes of a
@@ -114,7 +114,7 @@ func TestFlipSafeOrderAndExactUndo(t *testing.T) {
 	ns.Labels["istio.io/rev"] = "canary"
 	ns.Annotations = map[string]string{"team": "payments"}
 	orig := ns.DeepCopy()
-	mm := migration("m", v1alpha1.ModeAmbient, "shop")
+	mm := migration("m", meshv1alpha1.ModeAmbient, "shop")
 	r, writes := newTestReconciler(t, signals.Capabilities{Ztunnel: true}, nil, ns, deployment("shop", "web"), mm)
 	ctx := context.Background()
 	if err := r.flipNamespace(ctx, mm, "w1", "shop"); err != nil {
@@ -145,7 +145,7 @@ func TestFlipSafeOrderAndExactUndo(t *testing.T) {
 	}
 	got := &corev1.Namespace{}
 	_ = r.Client.Get(ctx, client.ObjectKey{Name: "shop"}, got)
-	if got.Annotations[v1alpha1.AnnotationMode] != "ambient" || got.Annotations[AnnotationMigration] != "m" {
+	if got.Annotations[meshv1alpha1.AnnotationMode] != "ambient" || got.Annotations[AnnotationMigration] != "m" {
 		t.Errorf("flipped annotations %v", got.Annotations)
 	}
 	if err := r.undoNamespace(ctx, "m", "shop"); err != nil {
@@ -166,7 +166,7 @@ func TestWaypointBeforeFlipAndUndo(t *testing.T) {
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}}}
 	other := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db"},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "db"}}}
-	mm := migration("m", v1alpha1.ModeAmbientWaypoint, "shop")
+	mm := migration("m", meshv1alpha1.ModeAmbientWaypoint, "shop")
 	r, writes := newTestReconciler(t, signals.Capabilities{Ztunnel: true}, nil, ns, deployment("shop", "web"), svc, other, mm)
 	ctx := context.Background()
 	if err := r.flipNamespace(ctx, mm, "w1", "shop"); err != nil {
@@ -207,9 +207,9 @@ func TestWaypointBeforeFlipAndUndo(t *testing.T) {
 // TestSecondMigrationRejected: a migration claiming a namespace another
 // unfinished migration owns fails with NamespaceOwned and claims nothing.
 func TestSecondMigrationRejected(t *testing.T) {
-	a := migration("a", v1alpha1.ModeAmbient, "shop")
+	a := migration("a", meshv1alpha1.ModeAmbient, "shop")
 	a.Finalizers = []string{Finalizer}
-	b := migration("b", v1alpha1.ModeCilium, "shop", "cart")
+	b := migration("b", meshv1alpha1.ModeCilium, "shop", "cart")
 	b.Finalizers = []string{Finalizer}
 	r, _ := newTestReconciler(t, signals.Capabilities{Ztunnel: true}, nil, sidecarNamespace("shop"), sidecarNamespace("cart"), a, b)
 	ctx := context.Background()
@@ -219,7 +219,7 @@ func TestSecondMigrationRejected(t *testing.T) {
 	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Name: "b"}}); err != nil {
 		t.Fatal(err)
 	}
-	got := &v1alpha1.MeshMigration{}
+	got := &meshv1alpha1.MeshMigration{}
 	_ = r.Client.Get(ctx, client.ObjectKey{Name: "b"}, got)
 	c := meta.FindStatusCondition(got.Status.Conditions, ConditionFailed)
 	if c == nil || c.Reason != ReasonNamespaceOwned || !strings.Contains(c.Message, "shop (owned by MeshMigration a)") {
@@ -236,7 +236,7 @@ func TestSecondMigrationRejected(t *testing.T) {
 	if err := r.Client.Status().Update(ctx, got); err != nil {
 		t.Fatal(err)
 	}
-	c2 := migration("c", v1alpha1.ModeCilium, "shop")
+	c2 := migration("c", meshv1alpha1.ModeCilium, "shop")
 	c2.Finalizers = []string{Finalizer}
 	if err := r.Client.Create(ctx, c2); err != nil {
 		t.Fatal(err)
@@ -283,14 +283,14 @@ func TestPrecheckBlockers(t *testing.T) {
 		{"degraded pdb", signals.Capabilities{Ztunnel: true}, nil, []client.Object{deployment("shop", "web"), pdb},
 			[]string{"PodDisruptionBudget/web: 1 healthy pods, 2 desired"}},
 		{"policy forbids", signals.Capabilities{Ztunnel: true}, nil, []client.Object{deployment("shop", "web"),
-			&v1alpha1.DataplanePolicy{ObjectMeta: metav1.ObjectMeta{Name: "strict"}, Spec: v1alpha1.DataplanePolicySpec{
-				AllowedModes: []v1alpha1.AllowedModes{{Modes: []v1alpha1.Mode{v1alpha1.ModeSidecar}}}}}},
+			&meshv1alpha1.DataplanePolicy{ObjectMeta: metav1.ObjectMeta{Name: "strict"}, Spec: meshv1alpha1.DataplanePolicySpec{
+				AllowedModes: []meshv1alpha1.AllowedModes{{Modes: []meshv1alpha1.Mode{meshv1alpha1.ModeSidecar}}}}}},
 			[]string{"DataplanePolicy strict does not allow ambient"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := sidecarNamespace("shop")
-			mm := migration("m", v1alpha1.ModeAmbient, "shop")
+			mm := migration("m", meshv1alpha1.ModeAmbient, "shop")
 			r, _ := newTestReconciler(t, tc.caps, tc.features, append(tc.objs, ns, mm)...)
 			plan, err := r.planNamespace(context.Background(), mm, ns)
 			if err != nil {
@@ -310,7 +310,7 @@ func TestPrecheckBlockers(t *testing.T) {
 }
 
 func TestPlanWaves(t *testing.T) {
-	names := func(ws []v1alpha1.WaveStatus) string {
+	names := func(ws []meshv1alpha1.WaveStatus) string {
 		var out []string
 		for _, w := range ws {
 			out = append(out, w.Name+"="+strings.Join(w.Namespaces, ","))
@@ -324,25 +324,25 @@ func TestPlanWaves(t *testing.T) {
 		}
 		return out
 	}
-	sel := &v1alpha1.NamespaceTarget{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"mesh": "yes"}}}
+	sel := &meshv1alpha1.NamespaceTarget{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"mesh": "yes"}}}
 	cases := []struct {
 		name string
-		spec v1alpha1.MeshMigrationSpec
+		spec meshv1alpha1.MeshMigrationSpec
 		all  []corev1.Namespace
 		want string // or the error's field
 		err  bool
 	}{
-		{"count", v1alpha1.MeshMigrationSpec{Namespaces: &v1alpha1.NamespaceTarget{Names: []string{"e", "d", "c", "b", "a"}}, BatchSize: ptr.To(intstr.FromInt32(2))}, nil,
+		{"count", meshv1alpha1.MeshMigrationSpec{Namespaces: &meshv1alpha1.NamespaceTarget{Names: []string{"e", "d", "c", "b", "a"}}, BatchSize: ptr.To(intstr.FromInt32(2))}, nil,
 			"wave-1=a,b wave-2=c,d wave-3=e", false},
-		{"percentage rounds up", v1alpha1.MeshMigrationSpec{Namespaces: &v1alpha1.NamespaceTarget{Names: []string{"a", "b", "c"}}, BatchSize: ptr.To(intstr.FromString("50%"))}, nil,
+		{"percentage rounds up", meshv1alpha1.MeshMigrationSpec{Namespaces: &meshv1alpha1.NamespaceTarget{Names: []string{"a", "b", "c"}}, BatchSize: ptr.To(intstr.FromString("50%"))}, nil,
 			"wave-1=a,b wave-2=c", false},
-		{"one wave without batch size", v1alpha1.MeshMigrationSpec{Namespaces: &v1alpha1.NamespaceTarget{Names: []string{"b", "a"}}}, nil, "wave-1=a,b", false},
-		{"selector skips system namespaces", v1alpha1.MeshMigrationSpec{Namespaces: sel, BatchSize: ptr.To(intstr.FromString("100%"))}, nsl("kube-system", "z", "y"), "wave-1=y,z", false},
-		{"explicit waves", v1alpha1.MeshMigrationSpec{Waves: []v1alpha1.WaveSpec{{Name: "x", Namespaces: []string{"b"}}, {Name: "y", Namespaces: []string{"a"}}}}, nil, "x=b y=a", false},
-		{"duplicate across waves", v1alpha1.MeshMigrationSpec{Waves: []v1alpha1.WaveSpec{{Name: "x", Namespaces: []string{"a"}}, {Name: "y", Namespaces: []string{"a"}}}}, nil,
+		{"one wave without batch size", meshv1alpha1.MeshMigrationSpec{Namespaces: &meshv1alpha1.NamespaceTarget{Names: []string{"b", "a"}}}, nil, "wave-1=a,b", false},
+		{"selector skips system namespaces", meshv1alpha1.MeshMigrationSpec{Namespaces: sel, BatchSize: ptr.To(intstr.FromString("100%"))}, nsl("kube-system", "z", "y"), "wave-1=y,z", false},
+		{"explicit waves", meshv1alpha1.MeshMigrationSpec{Waves: []meshv1alpha1.WaveSpec{{Name: "x", Namespaces: []string{"b"}}, {Name: "y", Namespaces: []string{"a"}}}}, nil, "x=b y=a", false},
+		{"duplicate across waves", meshv1alpha1.MeshMigrationSpec{Waves: []meshv1alpha1.WaveSpec{{Name: "x", Namespaces: []string{"a"}}, {Name: "y", Namespaces: []string{"a"}}}}, nil,
 			"spec.waves[1].namespaces[0]", true},
-		{"system namespace named", v1alpha1.MeshMigrationSpec{Namespaces: &v1alpha1.NamespaceTarget{Names: []string{"istio-system"}}}, nil, "spec.namespaces.names[0]", true},
-		{"selector matches nothing", v1alpha1.MeshMigrationSpec{Namespaces: sel}, nil, "selects no namespace", true},
+		{"system namespace named", meshv1alpha1.MeshMigrationSpec{Namespaces: &meshv1alpha1.NamespaceTarget{Names: []string{"istio-system"}}}, nil, "spec.namespaces.names[0]", true},
+		{"selector matches nothing", meshv1alpha1.MeshMigrationSpec{Namespaces: sel}, nil, "selects no namespace", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -365,13 +365,13 @@ func TestPlanWaves(t *testing.T) {
 // releases the namespace and lets the migration go.
 func TestDeleteMidFlipCompletesAndReleases(t *testing.T) {
 	ns := sidecarNamespace("shop")
-	mm := migration("m", v1alpha1.ModeAmbient, "shop")
+	mm := migration("m", meshv1alpha1.ModeAmbient, "shop")
 	mm.Finalizers = []string{Finalizer}
-	mm.Status.Waves = []v1alpha1.WaveStatus{{Name: "w1", Namespaces: []string{"shop"}, Phase: v1alpha1.WaveFlipping}}
+	mm.Status.Waves = []meshv1alpha1.WaveStatus{{Name: "w1", Namespaces: []string{"shop"}, Phase: meshv1alpha1.WaveFlipping}}
 	r, _ := newTestReconciler(t, signals.Capabilities{Ztunnel: true}, nil, ns, deployment("shop", "web"), mm)
 	ctx := context.Background()
 	// The first flip step (the record) happened; the labels did not.
-	rec := newRecord(ns, "m", "w1", v1alpha1.ModeAmbient, &nsPlan{})
+	rec := newRecord(ns, "m", "w1", meshv1alpha1.ModeAmbient, &nsPlan{})
 	got := &corev1.Namespace{}
 	_ = r.Client.Get(ctx, client.ObjectKey{Name: "shop"}, got)
 	if err := r.applySteps(ctx, got, []nsStep{func(n *corev1.Namespace) {
@@ -387,7 +387,7 @@ func TestDeleteMidFlipCompletesAndReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = r.Client.Get(ctx, client.ObjectKey{Name: "shop"}, got)
-	if got.Labels["istio.io/dataplane-mode"] != "ambient" || got.Labels["istio-injection"] != "" || got.Annotations[v1alpha1.AnnotationMode] != "ambient" {
+	if got.Labels["istio.io/dataplane-mode"] != "ambient" || got.Labels["istio-injection"] != "" || got.Annotations[meshv1alpha1.AnnotationMode] != "ambient" {
 		t.Errorf("namespace after deletion mid-flip: %v %v, want the flip completed", got.Labels, got.Annotations)
 	}
 	if got.Annotations[AnnotationMigration] != "" || got.Annotations[AnnotationPreviousLabels] != "" {

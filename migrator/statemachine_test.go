@@ -17,7 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/signals"
 )
 
@@ -42,10 +42,10 @@ func promFor(errors func() float64, down func() bool) *fakeProm {
 // drive reconciles a migration until done says so, stepping the fake clock
 // by one second between reconciles, and marking every Deployment rolled out
 // (the fake client has no controllers).
-func drive(t *testing.T, r *Reconciler, name string, max int, done func(*v1alpha1.MeshMigration) bool) *v1alpha1.MeshMigration {
+func drive(t *testing.T, r *Reconciler, name string, max int, done func(*meshv1alpha1.MeshMigration) bool) *meshv1alpha1.MeshMigration {
 	t.Helper()
 	ctx := context.Background()
-	mm := &v1alpha1.MeshMigration{}
+	mm := &meshv1alpha1.MeshMigration{}
 	for i := 0; i < max; i++ {
 		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Name: name}}); err != nil {
 			t.Fatalf("reconcile %d: %v", i, err)
@@ -71,8 +71,8 @@ func drive(t *testing.T, r *Reconciler, name string, max int, done func(*v1alpha
 	return nil
 }
 
-func has(typ, reason string) func(*v1alpha1.MeshMigration) bool {
-	return func(mm *v1alpha1.MeshMigration) bool {
+func has(typ, reason string) func(*meshv1alpha1.MeshMigration) bool {
+	return func(mm *meshv1alpha1.MeshMigration) bool {
 		c := meta.FindStatusCondition(mm.Status.Conditions, typ)
 		return c != nil && c.Status == metav1.ConditionTrue && (reason == "" || c.Reason == reason)
 	}
@@ -81,12 +81,12 @@ func has(typ, reason string) func(*v1alpha1.MeshMigration) bool {
 // TestReconcileStateMachine drives whole migrations with a fake client, a
 // fake Prometheus and a fake clock.
 func TestReconcileStateMachine(t *testing.T) {
-	setup := func(t *testing.T, errs func() float64, down func() bool, change func(*v1alpha1.MeshMigrationSpec)) *Reconciler {
-		mm := migration("m", v1alpha1.ModeAmbient, "a", "b")
+	setup := func(t *testing.T, errs func() float64, down func() bool, change func(*meshv1alpha1.MeshMigrationSpec)) *Reconciler {
+		mm := migration("m", meshv1alpha1.ModeAmbient, "a", "b")
 		mm.Spec.BatchSize = ptr.To(intstrOne)
 		mm.Spec.BakeTime = &metav1.Duration{Duration: 5 * time.Second}
-		mm.Spec.Gate = &v1alpha1.GateSpec{Interval: &metav1.Duration{Duration: time.Second}, FailuresToBreach: 2, InconclusiveLimit: 3,
-			SLIs: []v1alpha1.SLI{{Name: "errorRate", Max: "0.1", MinSample: 100}, {Name: "latencyP99", MaxIncrease: "1", MinSample: 100}}}
+		mm.Spec.Gate = &meshv1alpha1.GateSpec{Interval: &metav1.Duration{Duration: time.Second}, FailuresToBreach: 2, InconclusiveLimit: 3,
+			SLIs: []meshv1alpha1.SLI{{Name: "errorRate", Max: "0.1", MinSample: 100}, {Name: "latencyP99", MaxIncrease: "1", MinSample: 100}}}
 		if change != nil {
 			change(&mm.Spec)
 		}
@@ -107,7 +107,7 @@ func TestReconcileStateMachine(t *testing.T) {
 		r := setup(t, func() float64 { return 0 }, never, nil)
 		mm := drive(t, r, "m", 60, has(ConditionSucceeded, ReasonAllWavesPromoted))
 		for _, w := range mm.Status.Waves {
-			if w.Phase != v1alpha1.WavePromoted || w.BakeStartedAt == nil || w.FinishedAt.Sub(w.BakeStartedAt.Time) < 5*time.Second {
+			if w.Phase != meshv1alpha1.WavePromoted || w.BakeStartedAt == nil || w.FinishedAt.Sub(w.BakeStartedAt.Time) < 5*time.Second {
 				t.Errorf("wave %+v, want promoted after at least the bake time", w)
 			}
 		}
@@ -119,16 +119,16 @@ func TestReconcileStateMachine(t *testing.T) {
 	t.Run("breach rolls back the second wave", func(t *testing.T) {
 		var r *Reconciler
 		errs := func() float64 {
-			mm := &v1alpha1.MeshMigration{}
+			mm := &meshv1alpha1.MeshMigration{}
 			_ = r.Client.Get(context.Background(), client.ObjectKey{Name: "m"}, mm)
-			if len(mm.Status.Waves) > 1 && mm.Status.Waves[1].Phase == v1alpha1.WaveBaking {
+			if len(mm.Status.Waves) > 1 && mm.Status.Waves[1].Phase == meshv1alpha1.WaveBaking {
 				return 0.5
 			}
 			return 0
 		}
 		r = setup(t, errs, never, nil)
 		mm := drive(t, r, "m", 60, has(ConditionRolledBack, ReasonGateBreached))
-		if mm.Status.Waves[0].Phase != v1alpha1.WavePromoted || mm.Status.Waves[1].Phase != v1alpha1.WaveRolledBack {
+		if mm.Status.Waves[0].Phase != meshv1alpha1.WavePromoted || mm.Status.Waves[1].Phase != meshv1alpha1.WaveRolledBack {
 			t.Errorf("waves %+v", mm.Status.Waves)
 		}
 		if c := meta.FindStatusCondition(mm.Status.Conditions, ConditionRolledBack); !strings.Contains(c.Message, "SLI errorRate = 0.5, limit 0.1") {
@@ -140,11 +140,11 @@ func TestReconcileStateMachine(t *testing.T) {
 	})
 
 	t.Run("breach without automatic rollback pauses", func(t *testing.T) {
-		r := setup(t, func() float64 { return 0.5 }, never, func(s *v1alpha1.MeshMigrationSpec) {
-			s.Rollback = &v1alpha1.RollbackPolicy{Automatic: ptr.To(false)}
+		r := setup(t, func() float64 { return 0.5 }, never, func(s *meshv1alpha1.MeshMigrationSpec) {
+			s.Rollback = &meshv1alpha1.RollbackPolicy{Automatic: ptr.To(false)}
 		})
 		mm := drive(t, r, "m", 30, has(ConditionPaused, ReasonGateBreached))
-		if !mm.Spec.Paused || mm.Status.Waves[0].Phase != v1alpha1.WaveBaking {
+		if !mm.Spec.Paused || mm.Status.Waves[0].Phase != meshv1alpha1.WaveBaking {
 			t.Errorf("spec.paused %v, wave %+v, want paused while baking", mm.Spec.Paused, mm.Status.Waves[0])
 		}
 	})
@@ -152,15 +152,15 @@ func TestReconcileStateMachine(t *testing.T) {
 	t.Run("inconclusive pauses and never promotes", func(t *testing.T) {
 		var r *Reconciler
 		down := func() bool {
-			mm := &v1alpha1.MeshMigration{}
+			mm := &meshv1alpha1.MeshMigration{}
 			_ = r.Client.Get(context.Background(), client.ObjectKey{Name: "m"}, mm)
-			return len(mm.Status.Waves) > 0 && mm.Status.Waves[0].Phase == v1alpha1.WaveBaking
+			return len(mm.Status.Waves) > 0 && mm.Status.Waves[0].Phase == meshv1alpha1.WaveBaking
 		}
 		r = setup(t, func() float64 { return 0 }, down, nil)
 		drive(t, r, "m", 30, has(ConditionPaused, ReasonGateInconclusive))
 		n := 0
-		mm := drive(t, r, "m", 30, func(*v1alpha1.MeshMigration) bool { n++; return n == 20 })
-		if !mm.Spec.Paused || mm.Status.Waves[0].Phase != v1alpha1.WaveBaking || has(ConditionSucceeded, "")(mm) {
+		mm := drive(t, r, "m", 30, func(*meshv1alpha1.MeshMigration) bool { n++; return n == 20 })
+		if !mm.Spec.Paused || mm.Status.Waves[0].Phase != meshv1alpha1.WaveBaking || has(ConditionSucceeded, "")(mm) {
 			t.Errorf("20 s after the pause: spec.paused %v, wave %+v", mm.Spec.Paused, mm.Status.Waves[0])
 		}
 	})
@@ -168,7 +168,7 @@ func TestReconcileStateMachine(t *testing.T) {
 	t.Run("requested rollback undoes every wave", func(t *testing.T) {
 		r := setup(t, func() float64 { return 0 }, never, nil)
 		drive(t, r, "m", 60, has(ConditionSucceeded, ""))
-		mm := &v1alpha1.MeshMigration{}
+		mm := &meshv1alpha1.MeshMigration{}
 		_ = r.Client.Get(context.Background(), client.ObjectKey{Name: "m"}, mm)
 		mm.Spec.RollbackRequested = true
 		if err := r.Client.Update(context.Background(), mm); err != nil {
@@ -176,7 +176,7 @@ func TestReconcileStateMachine(t *testing.T) {
 		}
 		mm = drive(t, r, "m", 30, has(ConditionRolledBack, ReasonRollbackRequested))
 		for _, w := range mm.Status.Waves {
-			if w.Phase != v1alpha1.WaveRolledBack {
+			if w.Phase != meshv1alpha1.WaveRolledBack {
 				t.Errorf("wave %s %s, want RolledBack", w.Name, w.Phase)
 			}
 		}

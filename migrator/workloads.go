@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/policies"
 	"github.com/meshshift/meshshift/signals"
 )
@@ -71,7 +71,7 @@ func (r *Reconciler) listWorkloads(ctx context.Context, ns string) ([]workload, 
 // policyFor is the DataplanePolicy governing a namespace (policies.Select);
 // policies that do not compile are skipped (their own status says why).
 func (r *Reconciler) policyFor(ctx context.Context, nsLabels map[string]string) *policies.Policy {
-	var list v1alpha1.DataplanePolicyList
+	var list meshv1alpha1.DataplanePolicyList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return policies.Builtin()
 	}
@@ -86,12 +86,12 @@ func (r *Reconciler) policyFor(ctx context.Context, nsLabels map[string]string) 
 
 // decide runs policies.Decide for a workload's pod template in a namespace
 // whose annotation asks for mode.
-func (r *Reconciler) decide(ns *corev1.Namespace, w *workload, mode v1alpha1.Mode, p *policies.Policy, caps signals.Capabilities) policies.Decision {
+func (r *Reconciler) decide(ns *corev1.Namespace, w *workload, mode meshv1alpha1.Mode, p *policies.Policy, caps signals.Capabilities) policies.Decision {
 	ann := make(map[string]string, len(ns.Annotations)+1)
 	for k, v := range ns.Annotations {
 		ann[k] = v
 	}
-	ann[v1alpha1.AnnotationMode] = string(mode)
+	ann[meshv1alpha1.AnnotationMode] = string(mode)
 	in := policies.Input{
 		Workload: policies.Workload{
 			Name: w.obj.GetName(), Namespace: ns.Name,
@@ -126,7 +126,7 @@ type nsPlan struct {
 // capability fallbacks of policies.Decide over every workload, the policy's
 // allowed modes, workloads that cannot restart, degraded PodDisruptionBudgets,
 // and the waypoint and Services that ambient-waypoint workloads need.
-func (r *Reconciler) planNamespace(ctx context.Context, mm *v1alpha1.MeshMigration, ns *corev1.Namespace) (*nsPlan, error) {
+func (r *Reconciler) planNamespace(ctx context.Context, mm *meshv1alpha1.MeshMigration, ns *corev1.Namespace) (*nsPlan, error) {
 	target := mm.Spec.TargetMode
 	plan := &nsPlan{services: map[string]*string{}}
 	p := r.policyFor(ctx, ns.Labels)
@@ -161,7 +161,7 @@ func (r *Reconciler) planNamespace(ctx context.Context, mm *v1alpha1.MeshMigrati
 		case d.Mode != target:
 			plan.notes = append(plan.notes, ns.Name+"/"+w.String()+" becomes "+string(d.Mode)+": "+d.Reason)
 		}
-		if d.Mode == v1alpha1.ModeAmbientWaypoint {
+		if d.Mode == meshv1alpha1.ModeAmbientWaypoint {
 			if plan.waypoint == "" {
 				plan.waypoint = d.Waypoint
 			} else if plan.waypoint != d.Waypoint {

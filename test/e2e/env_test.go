@@ -38,7 +38,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/migrator"
 	"github.com/meshshift/meshshift/signals"
 	"github.com/meshshift/meshshift/test/harness"
@@ -184,7 +184,12 @@ func (e *env) startWebhook(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Logf("webhook manager stopped: %v", err)
+		}
+	})
 	// Wait until a pod create passes through the mutating webhook.
 	probe := "webhook-probe"
 	if err := e.cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: probe}}); err != nil {
@@ -196,7 +201,7 @@ func (e *env) startWebhook(t *testing.T) {
 		if err := e.cl.Create(ctx, p, client.DryRunAll); err != nil {
 			return false, nil
 		}
-		return p.Labels[v1alpha1.LabelDataplane] != "", nil
+		return p.Labels[meshv1alpha1.LabelDataplane] != "", nil
 	})
 	if err != nil {
 		t.Fatalf("webhook never answered: %v", err)
@@ -326,13 +331,13 @@ func (e *env) waitSeries(t *testing.T, names ...string) {
 
 // waitPods waits until the namespace's app pods are exactly the Deployment's
 // replicas, all Ready, none terminating, all labeled for mode.
-func (e *env) waitPods(t *testing.T, ns string, mode v1alpha1.Mode) {
+func (e *env) waitPods(t *testing.T, ns string, mode meshv1alpha1.Mode) {
 	t.Helper()
 	e.waitPodsOf(t, ns, app, 2, mode)
 }
 
 // waitPodsOf is waitPods for the pods labeled app=name, want of them.
-func (e *env) waitPodsOf(t *testing.T, ns, name string, want int, mode v1alpha1.Mode) {
+func (e *env) waitPodsOf(t *testing.T, ns, name string, want int, mode meshv1alpha1.Mode) {
 	t.Helper()
 	var last string
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -362,15 +367,15 @@ func (e *env) waitPodsOf(t *testing.T, ns, name string, want int, mode v1alpha1.
 }
 
 // modeLabelsOK checks a pod's labels against the mesh's contract for mode.
-func modeLabelsOK(l map[string]string, mode v1alpha1.Mode) string {
-	want := map[string]string{v1alpha1.LabelDataplane: string(mode)}
+func modeLabelsOK(l map[string]string, mode meshv1alpha1.Mode) string {
+	want := map[string]string{meshv1alpha1.LabelDataplane: string(mode)}
 	switch mode {
-	case v1alpha1.ModeSidecar:
+	case meshv1alpha1.ModeSidecar:
 		want["sidecar.istio.io/inject"] = "true"
-	case v1alpha1.ModeAmbient:
+	case meshv1alpha1.ModeAmbient:
 		want["sidecar.istio.io/inject"] = "false"
 		want["istio.io/dataplane-mode"] = "ambient"
-	case v1alpha1.ModeAmbientWaypoint:
+	case meshv1alpha1.ModeAmbientWaypoint:
 		want["sidecar.istio.io/inject"] = "false"
 		want["istio.io/dataplane-mode"] = "ambient"
 		want["istio.io/use-waypoint"] = "waypoint"
@@ -380,7 +385,7 @@ func modeLabelsOK(l map[string]string, mode v1alpha1.Mode) string {
 			return fmt.Sprintf("label %s=%q, want %q", k, l[k], v)
 		}
 	}
-	if mode == v1alpha1.ModeSidecar && l["istio.io/dataplane-mode"] == "ambient" {
+	if mode == meshv1alpha1.ModeSidecar && l["istio.io/dataplane-mode"] == "ambient" {
 		return "sidecar pod labeled ambient"
 	}
 	return ""
@@ -396,9 +401,9 @@ func podReady(p *corev1.Pod) bool {
 }
 
 // waitMigration polls a migration until cond holds.
-func (e *env) waitMigration(t *testing.T, name string, timeout time.Duration, what string, cond func(*v1alpha1.MeshMigration) bool) *v1alpha1.MeshMigration {
+func (e *env) waitMigration(t *testing.T, name string, timeout time.Duration, what string, cond func(*meshv1alpha1.MeshMigration) bool) *meshv1alpha1.MeshMigration {
 	t.Helper()
-	mm := &v1alpha1.MeshMigration{}
+	mm := &meshv1alpha1.MeshMigration{}
 	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		if err := e.cl.Get(ctx, client.ObjectKey{Name: name}, mm); err != nil {
 			return false, client.IgnoreNotFound(err)
@@ -411,7 +416,7 @@ func (e *env) waitMigration(t *testing.T, name string, timeout time.Duration, wh
 	return mm
 }
 
-func statusString(mm *v1alpha1.MeshMigration) string {
+func statusString(mm *meshv1alpha1.MeshMigration) string {
 	var b strings.Builder
 	for _, c := range mm.Status.Conditions {
 		fmt.Fprintf(&b, "\n  %s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message)
@@ -423,14 +428,14 @@ func statusString(mm *v1alpha1.MeshMigration) string {
 	return b.String()
 }
 
-func waveIs(i int, p v1alpha1.WavePhase) func(*v1alpha1.MeshMigration) bool {
-	return func(mm *v1alpha1.MeshMigration) bool {
+func waveIs(i int, p meshv1alpha1.WavePhase) func(*meshv1alpha1.MeshMigration) bool {
+	return func(mm *meshv1alpha1.MeshMigration) bool {
 		return len(mm.Status.Waves) > i && mm.Status.Waves[i].Phase == p
 	}
 }
 
-func condTrue(typ string) func(*v1alpha1.MeshMigration) bool {
-	return func(mm *v1alpha1.MeshMigration) bool {
+func condTrue(typ string) func(*meshv1alpha1.MeshMigration) bool {
+	return func(mm *meshv1alpha1.MeshMigration) bool {
 		for _, c := range mm.Status.Conditions {
 			if c.Type == typ {
 				return c.Status == metav1.ConditionTrue
@@ -440,7 +445,7 @@ func condTrue(typ string) func(*v1alpha1.MeshMigration) bool {
 	}
 }
 
-func condition(mm *v1alpha1.MeshMigration, typ string) metav1.Condition {
+func condition(mm *meshv1alpha1.MeshMigration, typ string) metav1.Condition {
 	for _, c := range mm.Status.Conditions {
 		if c.Type == typ {
 			return c
@@ -498,11 +503,11 @@ func metricValue(t *testing.T, name string, labels map[string]string) float64 {
 }
 
 // gate is a short gate for tests: 1 s checks over a 5 s window.
-func gate(failures, inconclusive int32) *v1alpha1.GateSpec {
-	return &v1alpha1.GateSpec{
+func gate(failures, inconclusive int32) *meshv1alpha1.GateSpec {
+	return &meshv1alpha1.GateSpec{
 		Interval: &metav1.Duration{Duration: time.Second}, Window: &metav1.Duration{Duration: 5 * time.Second},
 		FailuresToBreach: failures, InconclusiveLimit: inconclusive,
-		SLIs: []v1alpha1.SLI{
+		SLIs: []meshv1alpha1.SLI{
 			{Name: "errorRate", Max: "0.1", MinSample: 50},
 			{Name: "latencyP99", MaxIncrease: "1", MinSample: 50},
 		},

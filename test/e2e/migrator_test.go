@@ -13,7 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/migrator"
 	"github.com/meshshift/meshshift/test/prom"
 )
@@ -55,20 +55,20 @@ func (e *env) makeStatefulSetAndDaemonSet(t *testing.T, ns string) {
 			t.Fatal(err)
 		}
 	}
-	e.waitPodsOf(t, ns, "db", 1, v1alpha1.ModeSidecar)
-	e.waitPodsOf(t, ns, "agent", 2, v1alpha1.ModeSidecar)
+	e.waitPodsOf(t, ns, "db", 1, meshv1alpha1.ModeSidecar)
+	e.waitPodsOf(t, ns, "agent", 2, meshv1alpha1.ModeSidecar)
 }
 
-func create(t *testing.T, e *env, mm *v1alpha1.MeshMigration) {
+func create(t *testing.T, e *env, mm *meshv1alpha1.MeshMigration) {
 	t.Helper()
 	if err := e.cl.Create(context.Background(), mm); err != nil {
 		t.Fatalf("create migration %s: %v", mm.Name, err)
 	}
 }
 
-func patchSpec(t *testing.T, e *env, name string, change func(*v1alpha1.MeshMigrationSpec)) {
+func patchSpec(t *testing.T, e *env, name string, change func(*meshv1alpha1.MeshMigrationSpec)) {
 	t.Helper()
-	mm := &v1alpha1.MeshMigration{}
+	mm := &meshv1alpha1.MeshMigration{}
 	if err := e.cl.Get(context.Background(), client.ObjectKey{Name: name}, mm); err != nil {
 		t.Fatal(err)
 	}
@@ -89,21 +89,21 @@ func released(t *testing.T, e *env, ns string) {
 
 // flippedTo checks a namespace carries exactly the target's labels (and the
 // record), or for sidecar exactly what makeNamespaces created.
-func flippedTo(t *testing.T, e *env, ns string, mode v1alpha1.Mode) {
+func flippedTo(t *testing.T, e *env, ns string, mode meshv1alpha1.Mode) {
 	t.Helper()
 	l, a := e.nsState(t, ns)
 	switch mode {
-	case v1alpha1.ModeSidecar:
+	case meshv1alpha1.ModeSidecar:
 		if l["istio-injection"] != "enabled" || l["istio.io/dataplane-mode"] != "" || l["istio.io/use-waypoint"] != "" {
 			t.Errorf("namespace %s labels %v, want the original sidecar labels", ns, l)
 		}
-		for _, k := range []string{v1alpha1.AnnotationMode, migrator.AnnotationPreviousLabels} {
+		for _, k := range []string{meshv1alpha1.AnnotationMode, migrator.AnnotationPreviousLabels} {
 			if _, ok := a[k]; ok {
 				t.Errorf("namespace %s has annotation %s in sidecar mode: %v", ns, k, a)
 			}
 		}
 	default:
-		if l["istio.io/dataplane-mode"] != "ambient" || l["istio-injection"] != "" || a[v1alpha1.AnnotationMode] != string(mode) {
+		if l["istio.io/dataplane-mode"] != "ambient" || l["istio-injection"] != "" || a[meshv1alpha1.AnnotationMode] != string(mode) {
 			t.Errorf("namespace %s labels %v annotations %v, want fully flipped to %s", ns, l, a, mode)
 		}
 		if a[migrator.AnnotationPreviousLabels] == "" {
@@ -120,11 +120,11 @@ func testHappyPath(t *testing.T, e *env) {
 	stop := e.startMigrator(t, migratorOpts{releaseLease: true})
 	defer stop()
 	start := time.Now()
-	create(t, e, &v1alpha1.MeshMigration{
+	create(t, e, &meshv1alpha1.MeshMigration{
 		ObjectMeta: metav1.ObjectMeta{Name: "happy"},
-		Spec: v1alpha1.MeshMigrationSpec{
-			TargetMode: v1alpha1.ModeAmbient,
-			Namespaces: &v1alpha1.NamespaceTarget{Names: nss},
+		Spec: meshv1alpha1.MeshMigrationSpec{
+			TargetMode: meshv1alpha1.ModeAmbient,
+			Namespaces: &meshv1alpha1.NamespaceTarget{Names: nss},
 			BatchSize:  ptr.To(intstr.FromString("33%")),
 			BakeTime:   &metav1.Duration{Duration: 3 * time.Second},
 			Gate:       gate(2, 10),
@@ -136,18 +136,18 @@ func testHappyPath(t *testing.T, e *env) {
 		t.Fatalf("waves = %s, want 3 of 2 namespaces", statusString(mm))
 	}
 	for _, w := range mm.Status.Waves {
-		if w.Phase != v1alpha1.WavePromoted || len(w.Namespaces) != 2 || len(w.Baseline) != 2 || len(w.LastGate) != 2 {
+		if w.Phase != meshv1alpha1.WavePromoted || len(w.Namespaces) != 2 || len(w.Baseline) != 2 || len(w.LastGate) != 2 {
 			t.Errorf("wave %+v, want Promoted with 2 namespaces, baseline and gate values", w)
 		}
 		t.Logf("wave %s %v: started %s, bake %s, promoted %s; baseline %v; last gate %v", w.Name, w.Namespaces,
 			w.StartedAt.Format(time.TimeOnly), w.BakeStartedAt.Format(time.TimeOnly), w.FinishedAt.Format(time.TimeOnly), w.Baseline, w.LastGate)
 	}
 	for _, ns := range nss {
-		e.waitPods(t, ns, v1alpha1.ModeAmbient)
-		flippedTo(t, e, ns, v1alpha1.ModeAmbient)
+		e.waitPods(t, ns, meshv1alpha1.ModeAmbient)
+		flippedTo(t, e, ns, meshv1alpha1.ModeAmbient)
 	}
-	e.waitPodsOf(t, "happy-1", "db", 1, v1alpha1.ModeAmbient)
-	e.waitPodsOf(t, "happy-1", "agent", 2, v1alpha1.ModeAmbient)
+	e.waitPodsOf(t, "happy-1", "db", 1, meshv1alpha1.ModeAmbient)
+	e.waitPodsOf(t, "happy-1", "agent", 2, meshv1alpha1.ModeAmbient)
 	for _, w := range mm.Status.Waves {
 		if v := metricValue(t, "meshshift_migration_wave", map[string]string{"migration": "happy", "wave": w.Name, "phase": "Promoted"}); v != 1 {
 			t.Errorf("meshshift_migration_wave{wave=%s,phase=Promoted} = %v, want 1", w.Name, v)
@@ -180,11 +180,11 @@ func testBreach(t *testing.T, e *env) {
 	e.makeNamespaces(t, "breach-1", "breach-2", "breach-3")
 	stop := e.startMigrator(t, migratorOpts{releaseLease: true})
 	defer stop()
-	create(t, e, &v1alpha1.MeshMigration{
+	create(t, e, &meshv1alpha1.MeshMigration{
 		ObjectMeta: metav1.ObjectMeta{Name: "breach"},
-		Spec: v1alpha1.MeshMigrationSpec{
-			TargetMode: v1alpha1.ModeAmbient,
-			Waves: []v1alpha1.WaveSpec{
+		Spec: meshv1alpha1.MeshMigrationSpec{
+			TargetMode: meshv1alpha1.ModeAmbient,
+			Waves: []meshv1alpha1.WaveSpec{
 				{Name: "one", Namespaces: []string{"breach-1"}},
 				{Name: "two", Namespaces: []string{"breach-2"}},
 				{Name: "three", Namespaces: []string{"breach-3"}},
@@ -193,16 +193,16 @@ func testBreach(t *testing.T, e *env) {
 			Gate:     gate(2, 10),
 		},
 	})
-	e.waitMigration(t, "breach", 2*time.Minute, "wave two flipped", func(mm *v1alpha1.MeshMigration) bool {
-		return waveIs(1, v1alpha1.WaveRestarting)(mm) || waveIs(1, v1alpha1.WaveBaking)(mm)
+	e.waitMigration(t, "breach", 2*time.Minute, "wave two flipped", func(mm *meshv1alpha1.MeshMigration) bool {
+		return waveIs(1, meshv1alpha1.WaveRestarting)(mm) || waveIs(1, meshv1alpha1.WaveBaking)(mm)
 	})
 	e.exp.Set("breach-2", prom.Traffic{Requests: 100, ErrorRatio: 0.5, Latency: 0.02, Connections: 20})
-	mm := e.waitMigration(t, "breach", 2*time.Minute, "wave two rolling back", waveIs(1, v1alpha1.WaveRollingBack))
+	e.waitMigration(t, "breach", 2*time.Minute, "wave two rolling back", waveIs(1, meshv1alpha1.WaveRollingBack))
 	firstScrape := e.exp.ChangeScrapedAt()
-	mm = e.waitMigration(t, "breach", 2*time.Minute, "RolledBack", condTrue(migrator.ConditionRolledBack))
+	mm := e.waitMigration(t, "breach", 2*time.Minute, "RolledBack", condTrue(migrator.ConditionRolledBack))
 	seenDone := time.Now()
 	w1, w2, w3 := mm.Status.Waves[0], mm.Status.Waves[1], mm.Status.Waves[2]
-	if w1.Phase != v1alpha1.WavePromoted || w2.Phase != v1alpha1.WaveRolledBack || w3.Phase != v1alpha1.WavePending {
+	if w1.Phase != meshv1alpha1.WavePromoted || w2.Phase != meshv1alpha1.WaveRolledBack || w3.Phase != meshv1alpha1.WavePending {
 		t.Fatalf("waves: %s", statusString(mm))
 	}
 	rbStart, err := time.Parse(time.RFC3339Nano, w2.RollbackToken)
@@ -225,12 +225,12 @@ func testBreach(t *testing.T, e *env) {
 		t.Errorf("RolledBack condition %s: %s, want the SLI errorRate, its value and limit 0.1", c.Reason, c.Message)
 	}
 	t.Logf("condition: %s: %s", c.Reason, c.Message)
-	e.waitPods(t, "breach-1", v1alpha1.ModeAmbient)
-	flippedTo(t, e, "breach-1", v1alpha1.ModeAmbient)
-	e.waitPods(t, "breach-2", v1alpha1.ModeSidecar)
-	flippedTo(t, e, "breach-2", v1alpha1.ModeSidecar)
+	e.waitPods(t, "breach-1", meshv1alpha1.ModeAmbient)
+	flippedTo(t, e, "breach-1", meshv1alpha1.ModeAmbient)
+	e.waitPods(t, "breach-2", meshv1alpha1.ModeSidecar)
+	flippedTo(t, e, "breach-2", meshv1alpha1.ModeSidecar)
 	released(t, e, "breach-2")
-	e.waitPods(t, "breach-3", v1alpha1.ModeSidecar)
+	e.waitPods(t, "breach-3", meshv1alpha1.ModeSidecar)
 	if l, a := e.nsState(t, "breach-3"); l["istio-injection"] != "enabled" || a[migrator.AnnotationMigration] != "" {
 		t.Errorf("breach-3 (never started) labels %v annotations %v, want untouched and released", l, a)
 	}
@@ -257,29 +257,29 @@ func testInconclusive(t *testing.T, e *env) {
 	stop := e.startMigrator(t, migratorOpts{releaseLease: true})
 	defer stop()
 	bake := 12 * time.Second
-	create(t, e, &v1alpha1.MeshMigration{
+	create(t, e, &meshv1alpha1.MeshMigration{
 		ObjectMeta: metav1.ObjectMeta{Name: "inconclusive"},
-		Spec: v1alpha1.MeshMigrationSpec{
-			TargetMode: v1alpha1.ModeAmbient,
-			Namespaces: &v1alpha1.NamespaceTarget{Names: []string{"inconclusive-1"}},
+		Spec: meshv1alpha1.MeshMigrationSpec{
+			TargetMode: meshv1alpha1.ModeAmbient,
+			Namespaces: &meshv1alpha1.NamespaceTarget{Names: []string{"inconclusive-1"}},
 			BakeTime:   &metav1.Duration{Duration: bake},
 			Gate:       gate(2, 3),
 		},
 	})
-	e.waitMigration(t, "inconclusive", 2*time.Minute, "baking", waveIs(0, v1alpha1.WaveBaking))
+	e.waitMigration(t, "inconclusive", 2*time.Minute, "baking", waveIs(0, meshv1alpha1.WaveBaking))
 	e.expStop.Stop() // Prometheus sees the target down; the series go stale
 	stopped := time.Now()
 	mm := e.waitMigration(t, "inconclusive", time.Minute, "paused", condTrue(migrator.ConditionPaused))
 	c := condition(mm, migrator.ConditionPaused)
 	t.Logf("paused %v after the exporter stopped: %s: %s", time.Since(stopped).Round(time.Millisecond), c.Reason, c.Message)
-	if c.Reason != migrator.ReasonGateInconclusive || !mm.Spec.Paused || mm.Status.Waves[0].Phase != v1alpha1.WaveBaking {
+	if c.Reason != migrator.ReasonGateInconclusive || !mm.Spec.Paused || mm.Status.Waves[0].Phase != meshv1alpha1.WaveBaking {
 		t.Fatalf("after inconclusive checks: %s", statusString(mm))
 	}
 	// Past the bake time it still never promotes.
 	time.Sleep(time.Until(mm.Status.Waves[0].BakeStartedAt.Add(bake + 3*time.Second)))
-	mm = e.waitMigration(t, "inconclusive", time.Second, "read", func(*v1alpha1.MeshMigration) bool { return true })
-	if mm.Status.Waves[0].Phase != v1alpha1.WaveBaking || condTrue(migrator.ConditionSucceeded)(mm) {
+	mm = e.waitMigration(t, "inconclusive", time.Second, "read", func(*meshv1alpha1.MeshMigration) bool { return true })
+	if mm.Status.Waves[0].Phase != meshv1alpha1.WaveBaking || condTrue(migrator.ConditionSucceeded)(mm) {
 		t.Fatalf("promoted while inconclusive: %s", statusString(mm))
 	}
-	flippedTo(t, e, "inconclusive-1", v1alpha1.ModeAmbient)
+	flippedTo(t, e, "inconclusive-1", meshv1alpha1.ModeAmbient)
 }

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/meshshift/meshshift/api/v1alpha1"
+	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/migrator"
 	"github.com/meshshift/meshshift/test/prom"
 )
@@ -32,18 +32,18 @@ func testWaypoint(t *testing.T, e *env) {
 	}
 	stop := e.startMigrator(t, migratorOpts{releaseLease: true})
 	defer stop()
-	create(t, e, &v1alpha1.MeshMigration{
+	create(t, e, &meshv1alpha1.MeshMigration{
 		ObjectMeta: metav1.ObjectMeta{Name: "waypoint"},
-		Spec: v1alpha1.MeshMigrationSpec{
-			TargetMode: v1alpha1.ModeAmbientWaypoint,
-			Namespaces: &v1alpha1.NamespaceTarget{Names: []string{"waypoint-1"}},
+		Spec: meshv1alpha1.MeshMigrationSpec{
+			TargetMode: meshv1alpha1.ModeAmbientWaypoint,
+			Namespaces: &meshv1alpha1.NamespaceTarget{Names: []string{"waypoint-1"}},
 			BakeTime:   &metav1.Duration{Duration: 2 * time.Second},
 			Gate:       gate(2, 10),
 		},
 	})
 	e.waitMigration(t, "waypoint", time.Minute, "Succeeded", condTrue(migrator.ConditionSucceeded))
-	e.waitPods(t, "waypoint-1", v1alpha1.ModeAmbientWaypoint)
-	flippedTo(t, e, "waypoint-1", v1alpha1.ModeAmbientWaypoint)
+	e.waitPods(t, "waypoint-1", meshv1alpha1.ModeAmbientWaypoint)
+	flippedTo(t, e, "waypoint-1", meshv1alpha1.ModeAmbientWaypoint)
 	gw := &gatewayv1.Gateway{}
 	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: "waypoint-1", Name: "waypoint"}, gw); err != nil {
 		t.Fatalf("waypoint gateway: %v", err)
@@ -60,12 +60,12 @@ func testWaypoint(t *testing.T, e *env) {
 		t.Errorf("service labels %v, want istio.io/use-waypoint=waypoint", svc.Labels)
 	}
 
-	patchSpec(t, e, "waypoint", func(s *v1alpha1.MeshMigrationSpec) { s.RollbackRequested = true })
+	patchSpec(t, e, "waypoint", func(s *meshv1alpha1.MeshMigrationSpec) { s.RollbackRequested = true })
 	mm := e.waitMigration(t, "waypoint", time.Minute, "RolledBack", condTrue(migrator.ConditionRolledBack))
 	if c := condition(mm, migrator.ConditionRolledBack); c.Reason != migrator.ReasonRollbackRequested {
 		t.Errorf("RolledBack reason %s, want %s", c.Reason, migrator.ReasonRollbackRequested)
 	}
-	e.waitPods(t, "waypoint-1", v1alpha1.ModeSidecar)
+	e.waitPods(t, "waypoint-1", meshv1alpha1.ModeSidecar)
 	if err := e.cl.Get(ctx, client.ObjectKey{Namespace: "waypoint-1", Name: "waypoint"}, gw); !apierrors.IsNotFound(err) {
 		t.Errorf("waypoint gateway after rollback: err %v, want not found", err)
 	}
@@ -87,34 +87,34 @@ func testPauseApproval(t *testing.T, e *env) {
 	e.makeNamespaces(t, "approve-1", "approve-2")
 	stop := e.startMigrator(t, migratorOpts{releaseLease: true})
 	defer stop()
-	create(t, e, &v1alpha1.MeshMigration{
+	create(t, e, &meshv1alpha1.MeshMigration{
 		ObjectMeta: metav1.ObjectMeta{Name: "approve"},
-		Spec: v1alpha1.MeshMigrationSpec{
-			TargetMode: v1alpha1.ModeAmbient,
-			Waves: []v1alpha1.WaveSpec{
+		Spec: meshv1alpha1.MeshMigrationSpec{
+			TargetMode: meshv1alpha1.ModeAmbient,
+			Waves: []meshv1alpha1.WaveSpec{
 				{Name: "first", Namespaces: []string{"approve-1"}},
 				{Name: "second", Namespaces: []string{"approve-2"}},
 			},
-			Approval: v1alpha1.ApprovalManual,
+			Approval: meshv1alpha1.ApprovalManual,
 			BakeTime: &metav1.Duration{Duration: 2 * time.Second},
 			Gate:     gate(2, 10),
 		},
 	})
-	awaiting := func(mm *v1alpha1.MeshMigration) bool {
+	awaiting := func(mm *meshv1alpha1.MeshMigration) bool {
 		return condition(mm, migrator.ConditionProgressing).Reason == migrator.ReasonAwaitingApproval
 	}
 	e.waitMigration(t, "approve", 30*time.Second, "awaiting approval of wave 1", awaiting)
 	time.Sleep(2 * time.Second)
 	mm := e.waitMigration(t, "approve", time.Second, "read", awaiting)
-	if mm.Status.Waves[0].Phase != v1alpha1.WavePending {
+	if mm.Status.Waves[0].Phase != meshv1alpha1.WavePending {
 		t.Fatalf("wave 1 started without approval: %s", statusString(mm))
 	}
-	flippedTo(t, e, "approve-1", v1alpha1.ModeSidecar)
+	flippedTo(t, e, "approve-1", meshv1alpha1.ModeSidecar)
 
-	rival := &v1alpha1.MeshMigration{
+	rival := &meshv1alpha1.MeshMigration{
 		ObjectMeta: metav1.ObjectMeta{Name: "rival"},
-		Spec: v1alpha1.MeshMigrationSpec{TargetMode: v1alpha1.ModeCilium,
-			Namespaces: &v1alpha1.NamespaceTarget{Names: []string{"approve-2"}}},
+		Spec: meshv1alpha1.MeshMigrationSpec{TargetMode: meshv1alpha1.ModeCilium,
+			Namespaces: &meshv1alpha1.NamespaceTarget{Names: []string{"approve-2"}}},
 	}
 	err := e.cl.Create(context.Background(), rival)
 	if err == nil || !strings.Contains(err.Error(), "approve-2") || !strings.Contains(err.Error(), "owned by MeshMigration approve") {
@@ -122,29 +122,29 @@ func testPauseApproval(t *testing.T, e *env) {
 	}
 	t.Logf("second migration rejected: %v", err)
 
-	patchSpec(t, e, "approve", func(s *v1alpha1.MeshMigrationSpec) { s.ApprovedWaves = 1 })
-	e.waitMigration(t, "approve", time.Minute, "wave 1 promoted", waveIs(0, v1alpha1.WavePromoted))
+	patchSpec(t, e, "approve", func(s *meshv1alpha1.MeshMigrationSpec) { s.ApprovedWaves = 1 })
+	e.waitMigration(t, "approve", time.Minute, "wave 1 promoted", waveIs(0, meshv1alpha1.WavePromoted))
 	e.waitMigration(t, "approve", 30*time.Second, "awaiting approval of wave 2", awaiting)
-	flippedTo(t, e, "approve-1", v1alpha1.ModeAmbient)
+	flippedTo(t, e, "approve-1", meshv1alpha1.ModeAmbient)
 
-	patchSpec(t, e, "approve", func(s *v1alpha1.MeshMigrationSpec) { s.Paused, s.ApprovedWaves = true, 2 })
+	patchSpec(t, e, "approve", func(s *meshv1alpha1.MeshMigrationSpec) { s.Paused, s.ApprovedWaves = true, 2 })
 	mm = e.waitMigration(t, "approve", 30*time.Second, "paused", condTrue(migrator.ConditionPaused))
 	if c := condition(mm, migrator.ConditionPaused); c.Reason != migrator.ReasonPausedByUser {
 		t.Errorf("Paused reason %s, want %s", c.Reason, migrator.ReasonPausedByUser)
 	}
 	time.Sleep(2 * time.Second)
-	mm = e.waitMigration(t, "approve", time.Second, "read", func(*v1alpha1.MeshMigration) bool { return true })
-	if mm.Status.Waves[1].Phase != v1alpha1.WavePending {
+	mm = e.waitMigration(t, "approve", time.Second, "read", func(*meshv1alpha1.MeshMigration) bool { return true })
+	if mm.Status.Waves[1].Phase != meshv1alpha1.WavePending {
 		t.Fatalf("wave 2 started while paused: %s", statusString(mm))
 	}
-	flippedTo(t, e, "approve-2", v1alpha1.ModeSidecar)
+	flippedTo(t, e, "approve-2", meshv1alpha1.ModeSidecar)
 
-	patchSpec(t, e, "approve", func(s *v1alpha1.MeshMigrationSpec) { s.Paused = false })
+	patchSpec(t, e, "approve", func(s *meshv1alpha1.MeshMigrationSpec) { s.Paused = false })
 	mm = e.waitMigration(t, "approve", time.Minute, "Succeeded", condTrue(migrator.ConditionSucceeded))
 	if c := condition(mm, migrator.ConditionPaused); c.Status != metav1.ConditionFalse || c.Reason != migrator.ReasonResumed {
 		t.Errorf("Paused condition after resume: %+v", c)
 	}
-	e.waitPods(t, "approve-2", v1alpha1.ModeAmbient)
+	e.waitPods(t, "approve-2", meshv1alpha1.ModeAmbient)
 	evs := strings.Join(e.events(t, "approve"), "\n")
 	for _, want := range []string{migrator.ReasonAwaitingApproval, migrator.ReasonPausedByUser, migrator.ReasonResumed} {
 		if !strings.Contains(evs, want+":") {
@@ -162,7 +162,7 @@ func testKill(t *testing.T, e *env) {
 		name   string
 		breach bool
 		// killWhen says when to stop the manager.
-		killWhen func(*v1alpha1.MeshMigration, *appsv1.Deployment) bool
+		killWhen func(*meshv1alpha1.MeshMigration, *appsv1.Deployment) bool
 	}
 	rolling := func(d *appsv1.Deployment, token string) bool {
 		// The controller has seen the new template and the rollout is under way.
@@ -170,17 +170,17 @@ func testKill(t *testing.T, e *env) {
 			d.Status.ObservedGeneration == d.Generation && (d.Status.UpdatedReplicas < 2 || d.Status.AvailableReplicas < 2 || d.Status.Replicas > 2)
 	}
 	scenarios := []scenario{
-		{"after-flip", false, func(mm *v1alpha1.MeshMigration, _ *appsv1.Deployment) bool {
-			return waveIs(0, v1alpha1.WaveRestarting)(mm)
+		{"after-flip", false, func(mm *meshv1alpha1.MeshMigration, _ *appsv1.Deployment) bool {
+			return waveIs(0, meshv1alpha1.WaveRestarting)(mm)
 		}},
-		{"mid-restart", false, func(mm *v1alpha1.MeshMigration, d *appsv1.Deployment) bool {
-			return waveIs(0, v1alpha1.WaveRestarting)(mm) && rolling(d, mm.Status.Waves[0].RestartToken)
+		{"mid-restart", false, func(mm *meshv1alpha1.MeshMigration, d *appsv1.Deployment) bool {
+			return waveIs(0, meshv1alpha1.WaveRestarting)(mm) && rolling(d, mm.Status.Waves[0].RestartToken)
 		}},
-		{"mid-bake", false, func(mm *v1alpha1.MeshMigration, _ *appsv1.Deployment) bool {
-			return waveIs(0, v1alpha1.WaveBaking)(mm) && mm.Status.Waves[0].LastCheckAt != nil
+		{"mid-bake", false, func(mm *meshv1alpha1.MeshMigration, _ *appsv1.Deployment) bool {
+			return waveIs(0, meshv1alpha1.WaveBaking)(mm) && mm.Status.Waves[0].LastCheckAt != nil
 		}},
-		{"mid-rollback", true, func(mm *v1alpha1.MeshMigration, d *appsv1.Deployment) bool {
-			return waveIs(0, v1alpha1.WaveRollingBack)(mm) && rolling(d, mm.Status.Waves[0].RollbackToken)
+		{"mid-rollback", true, func(mm *meshv1alpha1.MeshMigration, d *appsv1.Deployment) bool {
+			return waveIs(0, meshv1alpha1.WaveRollingBack)(mm) && rolling(d, mm.Status.Waves[0].RollbackToken)
 		}},
 	}
 	for _, sc := range scenarios {
@@ -188,21 +188,21 @@ func testKill(t *testing.T, e *env) {
 			ns, name := "kill-"+sc.name, "kill-"+sc.name
 			e.makeNamespacesSlow(t, 2, ns)
 			stop := e.startMigrator(t, migratorOpts{})
-			create(t, e, &v1alpha1.MeshMigration{
+			create(t, e, &meshv1alpha1.MeshMigration{
 				ObjectMeta: metav1.ObjectMeta{Name: name},
-				Spec: v1alpha1.MeshMigrationSpec{
-					TargetMode: v1alpha1.ModeAmbient,
-					Namespaces: &v1alpha1.NamespaceTarget{Names: []string{ns}},
+				Spec: meshv1alpha1.MeshMigrationSpec{
+					TargetMode: meshv1alpha1.ModeAmbient,
+					Namespaces: &meshv1alpha1.NamespaceTarget{Names: []string{ns}},
 					BakeTime:   &metav1.Duration{Duration: 4 * time.Second},
 					Gate:       gate(2, 10),
 				},
 			})
 			if sc.breach {
-				e.waitMigration(t, name, time.Minute, "baking", waveIs(0, v1alpha1.WaveBaking))
+				e.waitMigration(t, name, time.Minute, "baking", waveIs(0, meshv1alpha1.WaveBaking))
 				e.exp.Set(ns, prom.Traffic{Requests: 100, ErrorRatio: 0.5, Latency: 0.02, Connections: 20})
 			}
 			dep := &appsv1.Deployment{}
-			mm := e.waitMigration(t, name, time.Minute, "the kill point", func(mm *v1alpha1.MeshMigration) bool {
+			mm := e.waitMigration(t, name, time.Minute, "the kill point", func(mm *meshv1alpha1.MeshMigration) bool {
 				if err := e.cl.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: app}, dep); err != nil {
 					return false
 				}
@@ -219,24 +219,24 @@ func testKill(t *testing.T, e *env) {
 			// At the kill, the namespace is wholly flipped or wholly restored.
 			l, _ := e.nsState(t, ns)
 			if l["istio.io/dataplane-mode"] == "ambient" {
-				flippedTo(t, e, ns, v1alpha1.ModeAmbient)
+				flippedTo(t, e, ns, meshv1alpha1.ModeAmbient)
 			} else {
-				flippedTo(t, e, ns, v1alpha1.ModeSidecar)
+				flippedTo(t, e, ns, meshv1alpha1.ModeSidecar)
 			}
 			e.startMigrator(t, migratorOpts{releaseLease: true})
 			if sc.breach {
-				mm = e.waitMigration(t, name, time.Minute, "RolledBack", condTrue(migrator.ConditionRolledBack))
+				e.waitMigration(t, name, time.Minute, "RolledBack", condTrue(migrator.ConditionRolledBack))
 				t.Logf("rolled back %v after the restart", time.Since(killedAt).Round(time.Millisecond))
-				e.waitPods(t, ns, v1alpha1.ModeSidecar)
-				flippedTo(t, e, ns, v1alpha1.ModeSidecar)
+				e.waitPods(t, ns, meshv1alpha1.ModeSidecar)
+				flippedTo(t, e, ns, meshv1alpha1.ModeSidecar)
 				released(t, e, ns)
 				return
 			}
 			mm = e.waitMigration(t, name, time.Minute, "Succeeded", condTrue(migrator.ConditionSucceeded))
 			t.Logf("succeeded %v after the restart", time.Since(killedAt).Round(time.Millisecond))
-			e.waitPods(t, ns, v1alpha1.ModeAmbient)
-			flippedTo(t, e, ns, v1alpha1.ModeAmbient)
-			if w := mm.Status.Waves[0]; w.Phase != v1alpha1.WavePromoted {
+			e.waitPods(t, ns, meshv1alpha1.ModeAmbient)
+			flippedTo(t, e, ns, meshv1alpha1.ModeAmbient)
+			if w := mm.Status.Waves[0]; w.Phase != meshv1alpha1.WavePromoted {
 				t.Errorf("wave %+v, want Promoted", w)
 			}
 		})
