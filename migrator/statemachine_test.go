@@ -44,17 +44,30 @@ func promFor(errors func() float64, down func() bool) *fakeProm {
 // (the fake client has no controllers).
 func drive(t *testing.T, r *Reconciler, name string, max int, done func(*meshv1alpha1.MeshMigration) bool) *meshv1alpha1.MeshMigration {
 	t.Helper()
+	return driveWith(t, r, name, max, func(*meshv1alpha1.MeshMigration) bool { return true }, done)
+}
+
+// driveWith is drive where rollouts complete only while ready says so.
+func driveWith(t *testing.T, r *Reconciler, name string, max int, ready, done func(*meshv1alpha1.MeshMigration) bool) *meshv1alpha1.MeshMigration {
+	t.Helper()
 	ctx := context.Background()
 	mm := &meshv1alpha1.MeshMigration{}
 	for i := 0; i < max; i++ {
 		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Name: name}}); err != nil {
 			t.Fatalf("reconcile %d: %v", i, err)
 		}
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, mm); err != nil {
+			t.Fatal(err)
+		}
 		var deps appsv1.DeploymentList
 		_ = r.Client.List(ctx, &deps)
 		for j := range deps.Items {
 			d := &deps.Items[j]
 			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
+			if !ready(mm) {
+				// The new pod never becomes available.
+				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 2, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
+			}
 			if err := r.Client.Status().Update(ctx, d); err != nil {
 				t.Fatal(err)
 			}
@@ -162,6 +175,24 @@ func TestReconcileStateMachine(t *testing.T) {
 		mm := drive(t, r, "m", 30, func(*meshv1alpha1.MeshMigration) bool { n++; return n == 20 })
 		if !mm.Spec.Paused || mm.Status.Waves[0].Phase != meshv1alpha1.WaveBaking || has(ConditionSucceeded, "")(mm) {
 			t.Errorf("20 s after the pause: spec.paused %v, wave %+v", mm.Spec.Paused, mm.Status.Waves[0])
+		}
+	})
+
+	t.Run("not ready in time rolls back", func(t *testing.T) {
+		r := setup(t, func() float64 { return 0 }, never, func(s *meshv1alpha1.MeshMigrationSpec) {
+			s.ReadyTimeout = &metav1.Duration{Duration: 4 * time.Second}
+		})
+		// Rollouts hang while the first wave restarts into ambient.
+		stuck := func(mm *meshv1alpha1.MeshMigration) bool {
+			return len(mm.Status.Waves) == 0 || mm.Status.Waves[0].Phase != meshv1alpha1.WaveRestarting
+		}
+		mm := driveWith(t, r, "m", 30, stuck, has(ConditionRolledBack, ReasonNotReady))
+		w := mm.Status.Waves[0]
+		if w.Phase != meshv1alpha1.WaveRolledBack || !strings.Contains(w.Message, "not Ready after the flip") {
+			t.Errorf("wave %+v, want rolled back for NotReady", w)
+		}
+		if nsLabel(t, r, "a", "istio-injection") != "enabled" {
+			t.Error("namespace a not restored")
 		}
 	})
 
