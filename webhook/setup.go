@@ -9,13 +9,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/signals"
 )
 
 // Paths the handlers are served on (config/webhook/manifests.yaml).
@@ -74,10 +78,20 @@ type Options struct {
 	// MigratorUsername may change the mesh metadata of namespaces an active
 	// wave owns ("system:serviceaccount:<ns>:<name>").
 	MigratorUsername string
-	// Features, Traffic and Capabilities feed the decision; nil means no data.
-	Features     FeatureSource
-	Traffic      TrafficSource
+	// Features are the mesh objects selecting a pod; nil means a signals.Index
+	// Setup feeds from informers of signals.WatchedObjects (the manager's
+	// scheme must hold their types: signals.AddToScheme).
+	Features FeatureSource
+	// Traffic is the latest traffic snapshot; nil means no traffic data
+	// (rules see traffic.available false).
+	Traffic TrafficSource
+	// Capabilities is what the cluster serves; nil means detected from the
+	// cached DaemonSets, Deployments and Nodes (signals.DetectCapabilities),
+	// with SpireCA saying whether the mesh's CA is SPIRE.
 	Capabilities CapabilitySource
+	SpireCA      bool
+	// CapabilityInterval is how often capabilities are detected again (10s when zero).
+	CapabilityInterval time.Duration
 	// Clock is read per decision and by CertManager; nil means the real clock.
 	Clock clock.Clock
 	// DisableDetector leaves the missed-decision detector out.
@@ -116,7 +130,11 @@ type Webhooks struct {
 }
 
 // RBAC the webhooks, their certificates and the detector need.
-// +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods;namespaces;nodes;services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.istio.io;security.istio.io;telemetry.istio.io;extensions.istio.io,resources=*,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cilium.io,resources=ciliumnetworkpolicies;ciliumclusterwidenetworkpolicies;ciliumenvoyconfigs;ciliumclusterwideenvoyconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=meshshift-system,resources=secrets,verbs=get;create;update
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update
 // +kubebuilder:rbac:groups=meshshift.io,resources=dataplanepolicies;meshmigrations,verbs=get;list;watch
@@ -156,12 +174,34 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 	if _, err := mgr.GetCache().GetInformer(ctx, &v1alpha1.MeshMigration{}); err != nil {
 		return nil, fmt.Errorf("get meshmigration informer: %w", err)
 	}
+	features := opts.Features
+	if features == nil {
+		ix := signals.NewIndex("")
+		if err := watchMeshObjects(ctx, mgr, ix, log.WithName("index")); err != nil {
+			return nil, err
+		}
+		features = ix
+	}
+	caps := opts.Capabilities
+	var afterSync func(context.Context) error
+	if caps == nil {
+		for _, obj := range []client.Object{&appsv1.DaemonSet{}, &appsv1.Deployment{}, &corev1.Node{}} {
+			if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+				return nil, fmt.Errorf("get %T informer: %w", obj, err)
+			}
+		}
+		cw := &CapabilityWatcher{Cache: mgr.GetCache(), SpireCA: opts.SpireCA, Interval: opts.CapabilityInterval, Log: log.WithName("capabilities")}
+		if err := mgr.Add(cw); err != nil {
+			return nil, fmt.Errorf("add capability watcher: %w", err)
+		}
+		caps, afterSync = cw.Get, cw.Refresh
+	}
 	synced := &atomic.Bool{}
-	if err := mgr.Add(&cacheSyncWaiter{wait: mgr.GetCache().WaitForCacheSync, synced: synced}); err != nil {
+	if err := mgr.Add(&cacheSyncWaiter{wait: mgr.GetCache().WaitForCacheSync, then: afterSync, synced: synced, log: log}); err != nil {
 		return nil, fmt.Errorf("add cache sync waiter: %w", err)
 	}
-	in := &Inputs{Cache: mgr.GetCache(), Namespaces: namespaces, Policies: store, Features: opts.Features, Traffic: opts.Traffic,
-		Capabilities: opts.Capabilities, Clock: opts.Clock, Ready: synced.Load}
+	in := &Inputs{Cache: mgr.GetCache(), Namespaces: namespaces, Policies: store, Features: features, Traffic: opts.Traffic,
+		Capabilities: caps, Clock: opts.Clock, Ready: synced.Load}
 	w := &Webhooks{Policies: store, Inputs: in}
 
 	srvOpts := ctrlwebhook.Options{Host: opts.Host, Port: opts.Port}
@@ -218,15 +258,22 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 	return w, nil
 }
 
-// cacheSyncWaiter flips synced once the informer caches are synced, on every
-// replica (not only the leader).
+// cacheSyncWaiter flips synced once the informer caches are synced and then
+// has run, on every replica (not only the leader).
 type cacheSyncWaiter struct {
 	wait   func(context.Context) bool
+	then   func(context.Context) error
 	synced *atomic.Bool
+	log    logr.Logger
 }
 
 func (c *cacheSyncWaiter) Start(ctx context.Context) error {
 	if c.wait(ctx) {
+		if c.then != nil {
+			if err := c.then(ctx); err != nil {
+				c.log.Error(err, "first capability detection failed; decisions use what is known")
+			}
+		}
 		c.synced.Store(true)
 	}
 	<-ctx.Done()

@@ -42,6 +42,9 @@ type Options struct {
 	MutatingName string
 	// SkipInstall leaves the webhook configurations out (the caller installs them).
 	SkipInstall bool
+	// DetectCapabilities leaves Webhook.Capabilities nil (detected from the
+	// cluster) instead of defaulting it to ztunnel and Cilium present.
+	DetectCapabilities bool
 }
 
 // Running is a webhook manager started by Start.
@@ -178,7 +181,7 @@ func Start(t testing.TB, c *harness.Cluster, opts Options) *Running {
 	if o.SecretName == "" {
 		o.SecretName = webhook.DefaultSecretName
 	}
-	if o.Capabilities == nil {
+	if o.Capabilities == nil && !opts.DetectCapabilities {
 		o.Capabilities = webhook.StaticCapabilities(signals.Capabilities{Ztunnel: true, Cilium: true})
 	}
 	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Namespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -215,8 +218,12 @@ func (r *Running) Restart() {
 	if r.cancel != nil {
 		return
 	}
+	scheme := harness.NewScheme()
+	if err := signals.AddToScheme(scheme); err != nil {
+		r.t.Fatal(err)
+	}
 	mgr, err := ctrl.NewManager(r.Cluster.Config, ctrl.Options{
-		Scheme:                 r.Cluster.Scheme,
+		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Logger:                 zap.New(zap.WriteTo(testWriter{r.t}), zap.StacktraceLevel(zapcore.PanicLevel)),

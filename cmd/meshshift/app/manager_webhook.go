@@ -26,6 +26,7 @@ type webhookFlags struct {
 	certDir          string
 	migratorUsername string
 	capabilities     []string
+	spireCA          bool
 }
 
 func (w *webhookFlags) bind(f *pflag.FlagSet) {
@@ -38,7 +39,8 @@ func (w *webhookFlags) bind(f *pflag.FlagSet) {
 	f.StringVar(&w.certMode, "cert-mode", string(webhook.CertModeSelf), "where the serving certificate comes from: self (a CA and certificate kept in the Secret) or cert-manager (files in --cert-dir)")
 	f.StringVar(&w.certDir, "cert-dir", "", "folder with tls.crt and tls.key, reloaded when they change (cert mode cert-manager)")
 	f.StringVar(&w.migratorUsername, "migrator-username", "", "user allowed to change the mesh metadata of namespaces an active wave owns; empty means system:serviceaccount:<namespace>:meshshift-manager")
-	f.StringSliceVar(&w.capabilities, "capabilities", nil, "dataplanes the cluster serves, for the decision's capability fallback: ztunnel, cilium, spire-ca (comma-separated)")
+	f.StringSliceVar(&w.capabilities, "capabilities", nil, "override capability detection with a fixed list: ztunnel, cilium, spire-ca (comma-separated); empty means detect them from the cluster's DaemonSets and node labels")
+	f.BoolVar(&w.spireCA, "spire-ca", false, "the mesh's CA is SPIRE (an ambient blocker that cannot be seen from workloads)")
 }
 
 const saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -65,6 +67,7 @@ func (w *webhookFlags) setup(mgr ctrl.Manager) error {
 		}
 	}
 	var caps signals.Capabilities
+	caps.SpireCA = w.spireCA
 	for _, c := range w.capabilities {
 		switch c {
 		case "ztunnel":
@@ -81,10 +84,13 @@ func (w *webhookFlags) setup(mgr ctrl.Manager) error {
 	if user == "" {
 		user = "system:serviceaccount:" + ns + ":meshshift-manager"
 	}
-	return webhook.Setup(mgr, webhook.Options{
+	opts := webhook.Options{
 		Host: host, Port: port, Namespace: ns, ServiceName: w.serviceName, SecretName: w.secretName,
 		MutatingConfigName: w.mutatingName, ValidatingConfigName: w.validatingName,
-		CertMode: webhook.CertMode(w.certMode), CertDir: w.certDir, MigratorUsername: user,
-		Capabilities: webhook.StaticCapabilities(caps),
-	})
+		CertMode: webhook.CertMode(w.certMode), CertDir: w.certDir, MigratorUsername: user, SpireCA: w.spireCA,
+	}
+	if len(w.capabilities) > 0 {
+		opts.Capabilities = webhook.StaticCapabilities(caps)
+	}
+	return webhook.Setup(mgr, opts)
 }

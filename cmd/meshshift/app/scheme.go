@@ -7,6 +7,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/signals"
 )
 
 // newScheme holds every type the manager reads or writes.
@@ -14,6 +15,7 @@ func newScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
-	utilruntime.Must(gatewayv1.Install(s)) // the migrator's waypoint Gateways
+	utilruntime.Must(gatewayv1.Install(s))   // the migrator's waypoint Gateways
+	utilruntime.Must(signals.AddToScheme(s)) // the mesh objects the webhook's index watches
 	return s
 }
