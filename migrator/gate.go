@@ -40,17 +40,19 @@ const (
 	DefaultInconclusiveLimit = 10
 )
 
-// Built-in SLI queries on the node agent's metrics. `$namespaces` is the wave's
-// namespaces as a regular expression, `$window` the gate's window.
+// Built-in SLI queries on the node agent's metrics (bpf/agent): HTTP as served
+// by the wave's workloads (side="server"), TCP per connection opened.
+// `$namespaces` is the wave's namespaces as a regular expression, `$window`
+// the gate's window.
 var builtinSLIs = map[string]SLIConfig{
 	"errorRate": {
-		Query: `sum(rate(meshshift_http_requests_total{namespace=~"$namespaces",status_class="5xx"}[$window]))` +
-			` / sum(rate(meshshift_http_requests_total{namespace=~"$namespaces"}[$window]))`,
-		SampleQuery: `sum(increase(meshshift_http_requests_total{namespace=~"$namespaces"}[$window]))`,
+		Query: `sum(rate(meshshift_http_requests_total{namespace=~"$namespaces",side="server",status_class="5xx"}[$window]))` +
+			` / sum(rate(meshshift_http_requests_total{namespace=~"$namespaces",side="server"}[$window]))`,
+		SampleQuery: `sum(increase(meshshift_http_requests_total{namespace=~"$namespaces",side="server"}[$window]))`,
 	},
 	"latencyP99": {
-		Query:       `histogram_quantile(0.99, sum by (le) (rate(meshshift_http_request_duration_seconds_bucket{namespace=~"$namespaces"}[$window])))`,
-		SampleQuery: `sum(increase(meshshift_http_requests_total{namespace=~"$namespaces"}[$window]))`,
+		Query:       `histogram_quantile(0.99, sum by (le) (rate(meshshift_http_request_duration_seconds_bucket{namespace=~"$namespaces",side="server"}[$window])))`,
+		SampleQuery: `sum(increase(meshshift_http_requests_total{namespace=~"$namespaces",side="server"}[$window]))`,
 	},
 	"tcpRetransmitRate": {
 		Query: `sum(rate(meshshift_tcp_retransmits_total{namespace=~"$namespaces"}[$window]))` +

@@ -138,18 +138,18 @@ func (e *Exporter) serve(w http.ResponseWriter, _ *http.Request) {
 		s.conns += float64(tr.Connections)
 		s.retrans += float64(tr.Connections) * tr.RetransmitRatio
 		s.resets += float64(tr.Connections) * tr.ResetRatio
-		fmt.Fprintf(&b, "meshshift_http_requests_total{namespace=%q,status_class=\"2xx\"} %s\n", n, f(s.requests-s.errors))
-		fmt.Fprintf(&b, "meshshift_http_requests_total{namespace=%q,status_class=\"5xx\"} %s\n", n, f(s.errors))
+		fmt.Fprintf(&b, "meshshift_http_requests_total{namespace=%q,side=\"server\",status_class=\"2xx\"} %s\n", n, f(s.requests-s.errors))
+		fmt.Fprintf(&b, "meshshift_http_requests_total{namespace=%q,side=\"server\",status_class=\"5xx\"} %s\n", n, f(s.errors))
 	}
 	b.WriteString("# TYPE meshshift_http_request_duration_seconds histogram\n")
 	for _, n := range names {
 		s := e.ns[n]
 		for i, le := range latencyBuckets {
-			fmt.Fprintf(&b, "meshshift_http_request_duration_seconds_bucket{namespace=%q,le=%q} %s\n", n, f(le), f(s.buckets[i]))
+			fmt.Fprintf(&b, "meshshift_http_request_duration_seconds_bucket{namespace=%q,side=\"server\",le=%q} %s\n", n, f(le), f(s.buckets[i]))
 		}
-		fmt.Fprintf(&b, "meshshift_http_request_duration_seconds_bucket{namespace=%q,le=\"+Inf\"} %s\n", n, f(s.buckets[len(latencyBuckets)]))
-		fmt.Fprintf(&b, "meshshift_http_request_duration_seconds_sum{namespace=%q} %s\n", n, f(s.sum))
-		fmt.Fprintf(&b, "meshshift_http_request_duration_seconds_count{namespace=%q} %s\n", n, f(s.buckets[len(latencyBuckets)]))
+		fmt.Fprintf(&b, "meshshift_http_request_duration_seconds_bucket{namespace=%q,side=\"server\",le=\"+Inf\"} %s\n", n, f(s.buckets[len(latencyBuckets)]))
+		fmt.Fprintf(&b, "meshshift_http_request_duration_seconds_sum{namespace=%q,side=\"server\"} %s\n", n, f(s.sum))
+		fmt.Fprintf(&b, "meshshift_http_request_duration_seconds_count{namespace=%q,side=\"server\"} %s\n", n, f(s.buckets[len(latencyBuckets)]))
 	}
 	for _, m := range []struct {
 		name string
