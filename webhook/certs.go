@@ -193,7 +193,7 @@ func (m *CertManager) renew(in map[string][]byte) (map[string][]byte, bool, erro
 	caKey, _ := parseKey(in[SecretKeyCAKey])
 	changed := false
 	if m.forceCA || len(bundle) == 0 || caKey == nil || !publicKeyMatches(bundle[0], caKey) || dueForRenewal(bundle[0], now) {
-		ca, key, err := newCA(now, caValidity)
+		ca, key, err := NewCA(now, caValidity)
 		if err != nil {
 			return nil, false, err
 		}
@@ -339,7 +339,8 @@ func newSerial() (*big.Int, error) {
 	return s, nil
 }
 
-func newCA(now time.Time, validity time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+// NewCA creates a self-signed CA valid from now (backdated a minute) for validity.
+func NewCA(now time.Time, validity time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate CA key: %w", err)
@@ -369,6 +370,13 @@ func newCA(now time.Time, validity time.Duration) (*x509.Certificate, *ecdsa.Pri
 }
 
 func (m *CertManager) issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, now time.Time) ([]byte, []byte, error) {
+	return IssueServingCert(ca, caKey, now, orDefault(m.CertValidity, DefaultCertValidity), m.DNSNames, m.IPAddresses)
+}
+
+// IssueServingCert issues a serving certificate and key (PEM) for dnsNames
+// and ips, signed by ca, valid from now (backdated a minute) for validity but
+// not beyond the CA.
+func IssueServingCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, now time.Time, validity time.Duration, dnsNames []string, ips []net.IP) ([]byte, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate serving key: %w", err)
@@ -377,19 +385,19 @@ func (m *CertManager) issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, now t
 	if err != nil {
 		return nil, nil, err
 	}
-	notAfter := now.Add(orDefault(m.CertValidity, DefaultCertValidity))
+	notAfter := now.Add(validity)
 	if notAfter.After(ca.NotAfter) {
 		notAfter = ca.NotAfter
 	}
 	cn := "meshshift-webhook"
-	if len(m.DNSNames) > 0 {
-		cn = m.DNSNames[0]
+	if len(dnsNames) > 0 {
+		cn = dnsNames[0]
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: cn, Organization: []string{"meshshift"}},
-		DNSNames:     m.DNSNames,
-		IPAddresses:  m.IPAddresses,
+		DNSNames:     dnsNames,
+		IPAddresses:  ips,
 		NotBefore:    now.Add(-certBackdate),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,

@@ -3,9 +3,14 @@ package webhook_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -142,5 +147,62 @@ func parsePEM(t *testing.T, b []byte) []*x509.Certificate {
 			t.Fatal(err)
 		}
 		out = append(out, c)
+	}
+}
+
+// TestCertManagerModeReloadsFiles runs the webhook with cert mode
+// cert-manager: it serves tls.crt/tls.key from CertDir (as the mounted
+// cert-manager Secret) and picks up a renewed pair without a restart.
+func TestCertManagerModeReloadsFiles(t *testing.T) {
+	c := harness.Start(t, harness.Options{})
+	dir := t.TempDir()
+	ca, caKey, err := webhook.NewCA(time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePair := func() *x509.Certificate {
+		t.Helper()
+		certPEM, keyPEM, err := webhook.IssueServingCert(ca, caKey, time.Now(), time.Hour, nil, []net.IP{net.ParseIP("127.0.0.1")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Write the key first and the certificate last, as the kubelet swaps a
+		// Secret volume's files in one step.
+		for name, b := range map[string][]byte{"tls.key": keyPEM, "tls.crt": certPEM} {
+			if err := os.WriteFile(filepath.Join(dir, name+".tmp"), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, name := range []string{"tls.key", "tls.crt"} {
+			if err := os.Rename(filepath.Join(dir, name+".tmp"), filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return parsePEM(t, certPEM)[0]
+	}
+	first := writePair()
+	wh := webhooktest.Start(t, c, webhooktest.Options{CABundle: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}),
+		Webhook: webhook.Options{CertMode: webhook.CertModeCertManager, CertDir: dir}})
+	if wh.Webhooks.Certs != nil {
+		t.Fatal("cert mode cert-manager still runs the self-managed certificate manager")
+	}
+	served := func() *x509.Certificate {
+		conn, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(wh.Options.Port)), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return nil
+		}
+		defer func() { _ = conn.Close() }()
+		return conn.ConnectionState().PeerCertificates[0]
+	}
+	if s := served(); s == nil || s.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatal("the server does not serve the certificate from CertDir")
+	}
+	second := writePair()
+	waitFor(t, "the renewed certificate to be served", func() bool {
+		s := served()
+		return s != nil && s.SerialNumber.Cmp(second.SerialNumber) == 0
+	})
+	if err := webhooktest.WaitDecided(context.Background(), c.Client, "default"); err != nil {
+		t.Fatalf("pods not decided after the reload: %v", err)
 	}
 }

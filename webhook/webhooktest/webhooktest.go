@@ -42,6 +42,9 @@ type Options struct {
 	MutatingName string
 	// SkipInstall leaves the webhook configurations out (the caller installs them).
 	SkipInstall bool
+	// CABundle is put into the installed configurations (with cert mode
+	// cert-manager nothing patches it in).
+	CABundle []byte
 	// DetectCapabilities leaves Webhook.Capabilities nil (detected from the
 	// cluster) instead of defaulting it to ztunnel and Cilium present.
 	DetectCapabilities bool
@@ -132,8 +135,8 @@ func toURL(cc *admissionregistrationv1.WebhookClientConfig, port int) {
 
 // InstallConfigurations creates the shipped configurations pointed at the
 // webhook on 127.0.0.1:port; mutatingName, when not empty, renames the mutating
-// one. It returns the names used.
-func InstallConfigurations(ctx context.Context, c client.Client, port int, mutatingName string) (string, string, error) {
+// one; caBundle, when not empty, is set on every webhook. It returns the names used.
+func InstallConfigurations(ctx context.Context, c client.Client, port int, mutatingName string, caBundle []byte) (string, string, error) {
 	mut, val, err := LoadConfigurations()
 	if err != nil {
 		return "", "", err
@@ -143,9 +146,11 @@ func InstallConfigurations(ctx context.Context, c client.Client, port int, mutat
 	}
 	for i := range mut.Webhooks {
 		toURL(&mut.Webhooks[i].ClientConfig, port)
+		mut.Webhooks[i].ClientConfig.CABundle = caBundle
 	}
 	for i := range val.Webhooks {
 		toURL(&val.Webhooks[i].ClientConfig, port)
+		val.Webhooks[i].ClientConfig.CABundle = caBundle
 	}
 	for _, obj := range []client.Object{mut, val} {
 		if err := c.Create(ctx, obj); err != nil {
@@ -188,7 +193,7 @@ func Start(t testing.TB, c *harness.Cluster, opts Options) *Running {
 		t.Fatalf("create namespace %s: %v", o.Namespace, err)
 	}
 	if !opts.SkipInstall {
-		mutName, valName, err := InstallConfigurations(ctx, c.Client, o.Port, opts.MutatingName)
+		mutName, valName, err := InstallConfigurations(ctx, c.Client, o.Port, opts.MutatingName, opts.CABundle)
 		if err != nil {
 			t.Fatal(err)
 		}
