@@ -60,10 +60,9 @@ verify: generate manifests ## Regenerate everything, then fail if the tree chang
 
 ##@ Run
 .PHONY: demo
-demo: deps assets ## Run the demo (for now: the control-plane smoke scenario, explained).
-	@echo "demo: starting a real kube-apiserver, etcd, kube-controller-manager, kube-scheduler and kwok with 2 fake nodes;"
-	@echo "demo: a Deployment of 3 replicas rolls out, then a restartedAt change rolls it again — the machinery the migrator uses."
-	$(GO) test -count=1 -v -run TestDeploymentRollsUnderKwok ./test/harness/
+demo: deps assets ## Sidecar → ambient in 3 SLO-gated waves on a local control plane, with a breach rolled back; last line sums it up.
+	@$(GO) test -c -o bin/meshshift-demo ./test/demo
+	@cd test/demo && ../../bin/meshshift-demo -test.run '^TestDemo$$' -test.timeout 10m
 
 ##@ Node agent (issue 5: bpf/, test/bench/agentbench) — block owned by the agent's part
 .PHONY: generate-bpf bench-agent bench-agent-rss
