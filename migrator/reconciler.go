@@ -82,8 +82,10 @@ type Reconciler struct {
 	Clock clock.Clock
 	// Features says which mesh objects select a workload; nil means none.
 	Features FeatureSource
-	// Capabilities says what the cluster serves; nil means DetectCapabilities.
+	// Capabilities says what the cluster serves; nil means DetectCapabilities
+	// with SpireCA.
 	Capabilities func(context.Context) (signals.Capabilities, error)
+	SpireCA      bool
 	// PrometheusURL is used when a migration's gate names none.
 	PrometheusURL string
 	// NewQuerier connects to a Prometheus; nil means client_golang's HTTP API.
@@ -190,7 +192,7 @@ func (r *Reconciler) capabilities(ctx context.Context) (signals.Capabilities, er
 	if r.Capabilities != nil {
 		return r.Capabilities(ctx)
 	}
-	return DetectCapabilities(ctx, r.Client)
+	return DetectCapabilities(ctx, r.Client, r.SpireCA)
 }
 
 func (r *Reconciler) querier(url string) (Querier, error) {

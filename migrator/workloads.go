@@ -10,6 +10,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/policies"
@@ -296,36 +297,26 @@ func rolledOut(w *workload) (bool, string, bool) {
 	return true, "", false
 }
 
-// DetectCapabilities reads what the cluster serves: ztunnel and Cilium
-// DaemonSets anywhere, and the node agent's kernel labels on the nodes.
-func DetectCapabilities(ctx context.Context, c client.Reader) (signals.Capabilities, error) {
-	var caps signals.Capabilities
+// DetectCapabilities reads what the cluster serves the way the webhook does
+// (signals.DetectCapabilities over the cached DaemonSets, Deployments and
+// Nodes), so the precheck and the webhook's decisions agree. A node with
+// malformed agent labels is skipped and logged. spireCA comes from configuration.
+func DetectCapabilities(ctx context.Context, c client.Reader, spireCA bool) (signals.Capabilities, error) {
 	var dss appsv1.DaemonSetList
 	if err := c.List(ctx, &dss); err != nil {
-		return caps, fmt.Errorf("list daemonsets: %w", err)
+		return signals.Capabilities{}, fmt.Errorf("list daemonsets: %w", err)
 	}
-	for _, d := range dss.Items {
-		switch d.Name {
-		case "ztunnel":
-			caps.Ztunnel = true
-			caps.MeshNamespaces = append(caps.MeshNamespaces, d.Namespace)
-		case "cilium":
-			caps.Cilium = true
-			caps.MeshNamespaces = append(caps.MeshNamespaces, d.Namespace)
-		}
+	var deps appsv1.DeploymentList
+	if err := c.List(ctx, &deps); err != nil {
+		return signals.Capabilities{}, fmt.Errorf("list deployments: %w", err)
 	}
 	var nodes corev1.NodeList
 	if err := c.List(ctx, &nodes); err != nil {
-		return caps, fmt.Errorf("list nodes: %w", err)
+		return signals.Capabilities{}, fmt.Errorf("list nodes: %w", err)
 	}
-	var ncs []signals.NodeCapabilities
-	for _, n := range nodes.Items {
-		nc, err := signals.NodeCapabilitiesFromLabels(n.Labels)
-		if err != nil {
-			return caps, fmt.Errorf("node %s: %w", n.Name, err)
-		}
-		ncs = append(ncs, nc)
+	caps, err := signals.DetectCapabilities(dss.Items, deps.Items, nodes.Items, spireCA)
+	if err != nil {
+		log.FromContext(ctx).Info("node capabilities partly unknown", "error", err.Error())
 	}
-	caps.Nodes = signals.MinNodeCapabilities(ncs...)
 	return caps, nil
 }

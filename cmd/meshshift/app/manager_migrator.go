@@ -3,9 +3,12 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshshift/meshshift/migrator"
 	"github.com/meshshift/meshshift/signals"
@@ -22,29 +25,61 @@ func (m *migratorFlags) bind(f *pflag.FlagSet) {
 	f.StringVar(&m.prometheusURL, "prometheus-url", "", "Prometheus HTTP API the SLO gate reads when a MeshMigration names none, e.g. http://prometheus.monitoring:9090")
 }
 
-// setup adds the migrator to mgr when enabled. Its precheck judges
-// capabilities as the webhook does (the same --capabilities list), so a wave
-// is never flipped to a mode the webhook would not give its pods.
-func (m *migratorFlags) setup(mgr ctrl.Manager, capabilities []string) error {
+// setup adds the migrator to mgr when enabled. Its precheck sees what the
+// webhook's decisions see: the same --capabilities list (or the same
+// detection when it is empty) and an index of the mesh objects.
+func (m *migratorFlags) setup(mgr ctrl.Manager, capabilities []string, spireCA bool) error {
 	if !m.enabled {
 		return nil
 	}
-	var caps signals.Capabilities
-	for _, c := range capabilities {
-		switch c {
-		case "ztunnel":
-			caps.Ztunnel = true
-		case "cilium":
-			caps.Cilium = true
-		case "spire-ca":
-			caps.SpireCA = true
-		default:
-			return fmt.Errorf("flag --capabilities: %q is not one of ztunnel, cilium, spire-ca", c)
+	r := &migrator.Reconciler{PrometheusURL: m.prometheusURL, SpireCA: spireCA}
+	if len(capabilities) > 0 {
+		caps := signals.Capabilities{SpireCA: spireCA}
+		for _, c := range capabilities {
+			switch c {
+			case "ztunnel":
+				caps.Ztunnel = true
+			case "cilium":
+				caps.Cilium = true
+			case "spire-ca":
+				caps.SpireCA = true
+			default:
+				return fmt.Errorf("flag --capabilities: %q is not one of ztunnel, cilium, spire-ca", c)
+			}
+		}
+		r.Capabilities = func(context.Context) (signals.Capabilities, error) { return caps, nil }
+	}
+	ix := signals.NewIndex("")
+	if err := indexMeshObjects(mgr, ix); err != nil {
+		return err
+	}
+	r.Features = ix
+	return r.SetupWithManager(mgr)
+}
+
+// indexMeshObjects feeds ix from the manager's informers of the mesh objects
+// (signals.WatchedObjects); a type the cluster does not serve is skipped.
+func indexMeshObjects(mgr ctrl.Manager, ix *signals.Index) error {
+	log := mgr.GetLogger().WithName("migrator-index")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	onError := func(_ any, err error) { log.Info("mesh object not indexed", "error", err.Error()) }
+	for _, obj := range signals.WatchedObjects() {
+		cobj, ok := obj.(client.Object)
+		if !ok {
+			continue
+		}
+		inf, err := mgr.GetCache().GetInformer(ctx, cobj)
+		if err != nil {
+			if meta.IsNoMatchError(err) {
+				log.Info("mesh object type not watched: the cluster does not serve it", "type", fmt.Sprintf("%T", obj))
+				continue
+			}
+			return fmt.Errorf("get %T informer: %w", obj, err)
+		}
+		if _, err := inf.AddEventHandler(ix.EventHandler(onError)); err != nil {
+			return fmt.Errorf("watch %T: %w", obj, err)
 		}
 	}
-	r := &migrator.Reconciler{
-		PrometheusURL: m.prometheusURL,
-		Capabilities:  func(context.Context) (signals.Capabilities, error) { return caps, nil },
-	}
-	return r.SetupWithManager(mgr)
+	return nil
 }
