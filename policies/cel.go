@@ -66,19 +66,33 @@ const (
 	VarCurrentMode = "currentMode"
 )
 
-var celEnv = sync.OnceValues(func() (*cel.Env, error) {
-	return cel.NewEnv(
+// celEnv compiles every expression and plans the programs that track cost;
+// fastEnv, the same declarations with fastLib, plans ruleChain.fast.
+var (
+	celEnv  = sync.OnceValues(func() (*cel.Env, error) { return newCELEnv(false) })
+	fastEnv = sync.OnceValues(func() (*cel.Env, error) { return newCELEnv(true) })
+)
+
+func newCELEnv(fast bool) (*cel.Env, error) {
+	opts := []cel.EnvOption{
 		cel.Variable(VarWorkload, cel.ObjectType(celWorkloadType)),
 		cel.Variable(VarNamespace, cel.ObjectType(celNamespaceType)),
 		cel.Variable(VarTraffic, cel.ObjectType(celTrafficType)),
 		cel.Variable(VarFeatures, cel.ListType(cel.StringType)),
 		cel.Variable(VarCurrentMode, cel.StringType),
 		ext.Strings(),
+	}
+	if fast {
+		// Before cel.OptionalTypes(): see fastLib.
+		opts = append(opts, cel.Lib(fastLib{}))
+	}
+	opts = append(opts,
 		cel.OptionalTypes(),
 		// Last: options above may register types with the default provider.
 		withInputTypes(),
 	)
-})
+	return cel.NewEnv(opts...)
+}
 
 // compiledRule is one DataplanePolicy rule ready to evaluate.
 type compiledRule struct {
@@ -118,8 +132,8 @@ func compileExpr(expr string) (cel.Program, error) {
 // compileChain compiles rules (already validated one by one) into one
 // expression returning the index of the first rule that matches, or -1. A rule
 // with mode "current" matches only when the current mode is known. It returns
-// a program without cost tracking (for inputs within the estimator's sizes)
-// and one with the limit enforced for the whole chain.
+// a program without cost tracking (for inputs within the estimator's sizes;
+// planned in fastEnv) and one with the limit enforced for the whole chain.
 func compileChain(whens []string, current []bool) (fast, limited cel.Program, err error) {
 	env, err := celEnv()
 	if err != nil {
@@ -140,7 +154,11 @@ func compileChain(whens []string, current []bool) (fast, limited cel.Program, er
 	if iss.Err() != nil {
 		return nil, nil, fmt.Errorf("rule chain: %w", iss.Err())
 	}
-	if fast, err = env.Program(ast, cel.EvalOptions(cel.OptOptimize)); err != nil {
+	fenv, err := fastEnv()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cel environment: %w", err)
+	}
+	if fast, err = fenv.Program(ast, cel.EvalOptions(cel.OptOptimize)); err != nil {
 		return nil, nil, fmt.Errorf("rule chain: %w", err)
 	}
 	limited, err = env.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(uint64(RuleCostLimit*len(whens))))
