@@ -32,7 +32,7 @@ var benchPolicy = &v1alpha1.DataplanePolicy{ObjectMeta: metav1.ObjectMeta{Name: 
 	},
 }}
 
-func benchReview(b *testing.B) []byte {
+func benchReview(b testing.TB) []byte {
 	pod := testPod("checkout-7d9f8c6b5-x2x9q", "shop", map[string]string{"app": "checkout", "app.kubernetes.io/name": "checkout",
 		"app.kubernetes.io/part-of": "shop", "app.kubernetes.io/version": "1.42.0", "pod-template-hash": "7d9f8c6b5", "team": "payments",
 		"tier": "backend", "version": "v1", "env": "prod", "region": "eu-west-1"}, map[string]string{"prometheus.io/scrape": "true"})

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	jsonpatchv5 "github.com/evanphx/json-patch/v5"
-	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -132,21 +131,29 @@ func FuzzDecodePod(f *testing.F) {
 	})
 }
 
-// FuzzEncodePatch checks encodePatch against encoding/json on any keys and values.
+// FuzzEncodePatch checks patchWriter against encoding/json of the same
+// operations (mapPatch, the reference), byte for byte, on any keys and values
+// and on both an empty and a filled original map.
 func FuzzEncodePatch(f *testing.F) {
-	f.Add("sidecar.istio.io/inject", "true", "a~b/c", "<\u2028\"\\\x01\xff>")
-	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
-		ops := []jsonpatch.JsonPatchOperation{
-			{Operation: "add", Path: "/metadata/labels/" + escapePointer(k1), Value: v1},
-			{Operation: "add", Path: "/metadata/annotations", Value: map[string]string{k1: v1, k2: v2}},
-			{Operation: "remove", Path: "/metadata/labels/" + escapePointer(k2)},
+	f.Add("sidecar.istio.io/inject", "true", "a~b/c", "<\u2028\"\\\x01\xff>", true)
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string, emptyOrig bool) {
+		orig := map[string]string{k2: "old", "keep": v1}
+		if emptyOrig {
+			orig = nil
 		}
+		set := map[string]string{k1: v1, "x/" + k2: v2}
+		remove := []string{k2, "absent"}
+		var w patchWriter
+		w.mapOps("/metadata/labels", orig, set, remove)
+		w.mapOps("/metadata/annotations", nil, map[string]string{k1: v2}, nil)
+		ops := mapPatch("/metadata/labels", orig, set, remove)
+		ops = append(ops, mapPatch("/metadata/annotations", nil, map[string]string{k1: v2}, nil)...)
 		want, err := json.Marshal(ops)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := encodePatch(ops); !bytes.Equal(got, want) {
-			t.Fatalf("encodePatch\n%s\njson.Marshal\n%s", got, want)
+		if got := w.done(); !bytes.Equal(got, want) {
+			t.Fatalf("patchWriter\n%s\njson.Marshal\n%s", got, want)
 		}
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -146,18 +145,19 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 			[]string{"meshshift: no dataplane decision: " + errs.ToAggregate().Error()})
 	}
 	d := m.decide(pod, ns)
-	ops := mapPatch("/metadata/labels", pod.Metadata.Labels, d.Labels, d.LabelsToRemove)
-	ops = append(ops, mapPatch("/metadata/annotations", pod.Metadata.Annotations, d.Annotations, d.AnnotationsToRemove)...)
+	pw := patchWriter{b: make([]byte, 0, 1024)}
+	pw.mapOps("/metadata/labels", pod.Metadata.Labels, d.Labels, d.LabelsToRemove)
+	pw.mapOps("/metadata/annotations", pod.Metadata.Annotations, d.Annotations, d.AnnotationsToRemove)
 	decisionsTotal.WithLabelValues(string(d.Mode), d.Rule).Inc()
 	decisionSeconds.Observe(time.Since(start).Seconds())
-	if len(ops) == 0 {
+	if pw.n == 0 {
 		return withWarnings(admission.Allowed(""), d.Warnings)
 	}
-	// The patch is encoded here (encodePatch) rather than by Response.Complete
+	// The patch is written here (patchWriter) rather than by Response.Complete
 	// from Patches, which marshals through reflection.
 	pt := admissionv1.PatchTypeJSONPatch
 	return withWarnings(admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
-		Allowed: true, PatchType: &pt, Patch: encodePatch(ops), Result: &metav1.Status{Code: http.StatusOK},
+		Allowed: true, PatchType: &pt, Patch: pw.done(), Result: &metav1.Status{Code: http.StatusOK},
 	}}, d.Warnings)
 }
 
@@ -191,38 +191,6 @@ func (m *PodMutator) decide(pod *podView, ns policies.Namespace) policies.Decisi
 		input.Now = time.Now()
 	}
 	return policies.Decide(input)
-}
-
-// mapPatch is the JSON patch that sets set and deletes remove in the map at
-// path whose current content is orig: one operation per changed key, sets in
-// key order then removals (a whole-map add when orig is empty). Keys already
-// at their value produce nothing.
-func mapPatch(path string, orig, set map[string]string, remove []string) []jsonpatch.JsonPatchOperation {
-	if len(orig) == 0 {
-		if len(set) == 0 {
-			return nil
-		}
-		return []jsonpatch.JsonPatchOperation{{Operation: "add", Path: path, Value: set}}
-	}
-	var ops []jsonpatch.JsonPatchOperation
-	for _, k := range sortedKeys(set) {
-		v := set[k]
-		old, ok := orig[k]
-		switch {
-		case !ok:
-			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "add", Path: path + "/" + escapePointer(k), Value: v})
-		case old != v:
-			ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "replace", Path: path + "/" + escapePointer(k), Value: v})
-		}
-	}
-	for _, k := range remove {
-		if _, ok := orig[k]; ok {
-			if _, isSet := set[k]; !isSet {
-				ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "remove", Path: path + "/" + escapePointer(k)})
-			}
-		}
-	}
-	return ops
 }
 
 // maxWarnings and maxWarningLen keep admission warnings readable.

@@ -1,44 +1,93 @@
 package webhook
 
 import (
+	"slices"
 	"unicode/utf8"
-
-	"gomodules.xyz/jsonpatch/v2"
 )
 
-// encodePatch writes ops as a JSON patch document. It is what
-// json.Marshal(ops) gives for the values mapPatch produces (strings and
-// map[string]string), without reflection; FuzzEncodePatch checks they agree.
-func encodePatch(ops []jsonpatch.JsonPatchOperation) []byte {
-	b := make([]byte, 0, 96*len(ops)+2)
-	b = append(b, '[')
-	for i, op := range ops {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"op":`...)
-		b = appendJSONString(b, op.Operation)
-		b = append(b, `,"path":`...)
-		b = appendJSONString(b, op.Path)
-		switch v := op.Value.(type) {
-		case string:
-			b = append(b, `,"value":`...)
-			b = appendJSONString(b, v)
-		case map[string]string:
-			b = append(b, `,"value":{`...)
-			for j, k := range sortedKeys(v) {
-				if j > 0 {
-					b = append(b, ',')
-				}
-				b = appendJSONString(b, k)
-				b = append(b, ':')
-				b = appendJSONString(b, v[k])
-			}
-			b = append(b, '}')
-		}
-		b = append(b, '}')
+// patchWriter writes a JSON patch document operation by operation, without
+// building jsonpatch.JsonPatchOperation values or reflecting over them.
+// FuzzEncodePatch checks it against encoding/json of the same operations.
+type patchWriter struct {
+	b []byte
+	n int // operations written
+}
+
+func (w *patchWriter) op(op, path, key string, value *string) {
+	if w.n == 0 {
+		w.b = append(w.b, '[')
+	} else {
+		w.b = append(w.b, ',')
 	}
-	return append(b, ']')
+	w.n++
+	w.b = append(w.b, `{"op":`...)
+	w.b = appendJSONString(w.b, op)
+	w.b = append(w.b, `,"path":`...)
+	if key == "" {
+		w.b = appendJSONString(w.b, path)
+	} else {
+		w.b = appendJSONString(w.b, path+"/"+escapePointer(key))
+	}
+	if value != nil {
+		w.b = append(w.b, `,"value":`...)
+		w.b = appendJSONString(w.b, *value)
+	}
+	w.b = append(w.b, '}')
+}
+
+// mapOps writes the operations that set set and delete remove in the map at
+// path whose current content is orig: one per changed key, sets in key order
+// then removals; a whole-map add when orig is empty. Keys already at their
+// value produce nothing.
+func (w *patchWriter) mapOps(path string, orig, set map[string]string, remove []string) {
+	var buf [16]string
+	keys := buf[:0]
+	for k := range set {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	if len(orig) == 0 {
+		if len(set) == 0 {
+			return
+		}
+		w.op("add", path, "", nil)
+		w.b = w.b[:len(w.b)-1] // reopen the operation for its map value
+		w.b = append(w.b, `,"value":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				w.b = append(w.b, ',')
+			}
+			w.b = appendJSONString(w.b, k)
+			w.b = append(w.b, ':')
+			w.b = appendJSONString(w.b, set[k])
+		}
+		w.b = append(w.b, "}}"...)
+		return
+	}
+	for _, k := range keys {
+		v := set[k]
+		switch old, ok := orig[k]; {
+		case !ok:
+			w.op("add", path, k, &v)
+		case old != v:
+			w.op("replace", path, k, &v)
+		}
+	}
+	for _, k := range remove {
+		if _, ok := orig[k]; ok {
+			if _, isSet := set[k]; !isSet {
+				w.op("remove", path, k, nil)
+			}
+		}
+	}
+}
+
+// done closes the document; nil when no operation was written.
+func (w *patchWriter) done() []byte {
+	if w.n == 0 {
+		return nil
+	}
+	return append(w.b, ']')
 }
 
 const hexDigits = "0123456789abcdef"
