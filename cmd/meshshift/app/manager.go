@@ -23,6 +23,7 @@ type managerOptions struct {
 	zap           ctrlzap.Options
 	webhook       webhookFlags
 	migrator      migratorFlags
+	traffic       trafficFlags
 }
 
 func newManagerCommand() *cobra.Command {
@@ -43,6 +44,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader election lease; empty means the manager's own")
 	o.webhook.bind(f)
 	o.migrator.bind(f)
+	o.traffic.bind(f)
 	zfs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(zfs)
 	f.AddGoFlagSet(zfs)
@@ -89,7 +91,12 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	if err := o.webhook.setup(mgr); err != nil {
+	ns := o.webhook.resolveNamespace()
+	traffic, err := o.traffic.setup(mgr, ns, o.migrator.prometheusURL)
+	if err != nil {
+		return fmt.Errorf("set up traffic source: %w", err)
+	}
+	if err := o.webhook.setup(mgr, ns, traffic); err != nil {
 		return fmt.Errorf("set up admission webhooks: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

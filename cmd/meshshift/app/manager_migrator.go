@@ -33,20 +33,11 @@ func (m *migratorFlags) setup(mgr ctrl.Manager, capabilities []string, spireCA b
 		return nil
 	}
 	r := &migrator.Reconciler{PrometheusURL: m.prometheusURL, SpireCA: spireCA}
-	if len(capabilities) > 0 {
-		caps := signals.Capabilities{SpireCA: spireCA}
-		for _, c := range capabilities {
-			switch c {
-			case "ztunnel":
-				caps.Ztunnel = true
-			case "cilium":
-				caps.Cilium = true
-			case "spire-ca":
-				caps.SpireCA = true
-			default:
-				return fmt.Errorf("flag --capabilities: %q is not one of ztunnel, cilium, spire-ca", c)
-			}
-		}
+	caps, fixed, err := parseCapabilities(capabilities, spireCA)
+	if err != nil {
+		return err
+	}
+	if fixed {
 		r.Capabilities = func(context.Context) (signals.Capabilities, error) { return caps, nil }
 	}
 	ix := signals.NewIndex("")

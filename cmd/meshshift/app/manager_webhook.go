@@ -45,8 +45,40 @@ func (w *webhookFlags) bind(f *pflag.FlagSet) {
 
 const saNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-// setup adds the webhooks to mgr unless they are disabled.
-func (w *webhookFlags) setup(mgr ctrl.Manager) error {
+// resolveNamespace is meshshift's own namespace: --namespace, else the
+// service account's, else the default.
+func (w *webhookFlags) resolveNamespace() string {
+	if w.namespace != "" {
+		return w.namespace
+	}
+	if b, err := os.ReadFile(saNamespaceFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b))
+	}
+	return webhook.DefaultNamespace
+}
+
+// parseCapabilities turns --capabilities (and --spire-ca) into fixed
+// capabilities; ok is false when the list is empty (detect them instead).
+func parseCapabilities(list []string, spireCA bool) (caps signals.Capabilities, ok bool, err error) {
+	caps.SpireCA = spireCA
+	for _, c := range list {
+		switch c {
+		case "ztunnel":
+			caps.Ztunnel = true
+		case "cilium":
+			caps.Cilium = true
+		case "spire-ca":
+			caps.SpireCA = true
+		default:
+			return caps, false, fmt.Errorf("flag --capabilities: %q is not one of ztunnel, cilium, spire-ca", c)
+		}
+	}
+	return caps, len(list) > 0, nil
+}
+
+// setup adds the webhooks to mgr unless they are disabled. ns is meshshift's
+// own namespace (resolveNamespace); traffic feeds the rules (may be nil).
+func (w *webhookFlags) setup(mgr ctrl.Manager, ns string, traffic webhook.TrafficSource) error {
 	if w.bindAddress == "0" {
 		return nil
 	}
@@ -58,27 +90,9 @@ func (w *webhookFlags) setup(mgr ctrl.Manager) error {
 	if err != nil || port < 1 || port > 65535 {
 		return fmt.Errorf("flag --webhook-bind-address %q: port must be 1-65535", w.bindAddress)
 	}
-	ns := w.namespace
-	if ns == "" {
-		if b, err := os.ReadFile(saNamespaceFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-			ns = strings.TrimSpace(string(b))
-		} else {
-			ns = webhook.DefaultNamespace
-		}
-	}
-	var caps signals.Capabilities
-	caps.SpireCA = w.spireCA
-	for _, c := range w.capabilities {
-		switch c {
-		case "ztunnel":
-			caps.Ztunnel = true
-		case "cilium":
-			caps.Cilium = true
-		case "spire-ca":
-			caps.SpireCA = true
-		default:
-			return fmt.Errorf("flag --capabilities: %q is not one of ztunnel, cilium, spire-ca", c)
-		}
+	caps, fixed, err := parseCapabilities(w.capabilities, w.spireCA)
+	if err != nil {
+		return err
 	}
 	user := w.migratorUsername
 	if user == "" {
@@ -88,8 +102,9 @@ func (w *webhookFlags) setup(mgr ctrl.Manager) error {
 		Host: host, Port: port, Namespace: ns, ServiceName: w.serviceName, SecretName: w.secretName,
 		MutatingConfigName: w.mutatingName, ValidatingConfigName: w.validatingName,
 		CertMode: webhook.CertMode(w.certMode), CertDir: w.certDir, MigratorUsername: user, SpireCA: w.spireCA,
+		Traffic: traffic,
 	}
-	if len(w.capabilities) > 0 {
+	if fixed {
 		opts.Capabilities = webhook.StaticCapabilities(caps)
 	}
 	return webhook.Setup(mgr, opts)

@@ -1,0 +1,178 @@
+package app
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/meshshift/meshshift/bpf"
+	"github.com/meshshift/meshshift/bpf/agent"
+	"github.com/meshshift/meshshift/bpf/kerneltest"
+	"github.com/meshshift/meshshift/test/harness"
+)
+
+func TestTrafficFlagsRejectBadValues(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flags trafficFlags
+		want  string
+	}{
+		{"unknown source", trafficFlags{source: "kafka", interval: time.Second}, `flag --traffic-source "kafka": must be one of agents, prometheus, none`},
+		{"interval too short", trafficFlags{source: trafficAgents, interval: time.Millisecond}, "flag --traffic-interval 1ms: must be at least 1s"},
+		{"bad selector", trafficFlags{source: trafficAgents, interval: time.Second, agentSelector: "a in (", agentPort: 9990}, `flag --agent-selector "a in ("`},
+		{"bad port", trafficFlags{source: trafficAgents, interval: time.Second, agentSelector: "a=b", agentPort: 70000}, "flag --agent-port 70000: must be 1-65535"},
+		{"prometheus without url", trafficFlags{source: trafficPrometheus, interval: time.Second}, "needs --traffic-prometheus-url or --prometheus-url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.flags.setup(nil, "meshshift-system", "")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("setup = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	src, err := (&trafficFlags{source: trafficNone, interval: time.Second}).setup(nil, "x", "")
+	if err != nil || src != nil {
+		t.Fatalf("--traffic-source=none: source %v, err %v; want no source and no error", src, err)
+	}
+}
+
+// TestManagerTrafficFromRealAgent wires the manager's traffic loop the way
+// `meshshift manager` does: it finds a real node agent through its pod in the
+// API server, reads its snapshot endpoint, and what the webhook reads then
+// shows the workload's live request and error rates.
+func TestManagerTrafficFromRealAgent(t *testing.T) {
+	const uid = "5b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
+	c := harness.Start(t, harness.Options{})
+	mnt := kerneltest.RequireRoot(t)
+	root := kerneltest.Cgroup(t, mnt, kerneltest.RandName("meshshift-test-"))
+	srvCg := kerneltest.Cgroup(t, root, filepath.Join("kubepods", "pod"+uid))
+	cliCg := kerneltest.Cgroup(t, root, "loadgen")
+
+	objs, err := bpf.Load(bpf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { objs.Close() })
+	if _, err := objs.AttachCgroup(root); err != nil {
+		t.Fatal(err)
+	}
+	col := agent.NewCollector(objs, root, agent.StaticPods{uid: {Namespace: "shop", Name: "web-1", Workload: "web"}}, nil)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentSrv := &http.Server{Handler: agent.Handler("node-a", col), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = agentSrv.Serve(ln) }()
+	t.Cleanup(func() { _ = agentSrv.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "meshshift-system"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The agent's pod, as the DaemonSet would make it; and one not running yet,
+	// which must be left out.
+	for _, name := range []string{"agent-a", "agent-pending"} {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "meshshift-system", Name: name, Labels: map[string]string{"app.kubernetes.io/component": "agent"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "agent", Image: "meshshift:dev"}}},
+		}
+		if err := c.Client.Create(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		if name == "agent-a" {
+			pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}}}
+			if err := c.Client.Status().Update(ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{Scheme: newScheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := trafficFlags{source: trafficAgents, interval: time.Second, agentSelector: "app.kubernetes.io/component=agent", agentPort: port}
+	traffic, err := flags.setup(mgr, "meshshift-system", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	// The agent collects on its own schedule in a real node; here the test
+	// collects while the workload serves 12 requests, 4 of them 5xx.
+	var srvLn net.Listener
+	kerneltest.InCgroup(t, mnt, srvCg, func() {
+		if srvLn, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	app := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})}
+	go func() { _ = app.Serve(srvLn) }()
+	t.Cleanup(func() { _ = app.Close() })
+	if _, err := col.Collect(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the loop reads the agent once before the traffic
+	kerneltest.InCgroup(t, mnt, cliCg, func() {
+		hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		for i := range 12 {
+			path := "/ok"
+			if i%3 == 0 {
+				path = "/fail"
+			}
+			resp, err := hc.Get("http://" + srvLn.Addr().String() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+		}
+	})
+	time.Sleep(100 * time.Millisecond)
+	if _, err := col.Collect(); err != nil {
+		t.Fatal(err)
+	}
+
+	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(context.Context) (bool, error) {
+		snap := traffic()
+		if snap == nil {
+			return false, nil
+		}
+		web, ok := snap.Lookup("shop", "web")
+		if !ok || web.RequestRate <= 0 {
+			return false, nil
+		}
+		if got := web.ErrorRate; got < 0.333 || got > 0.334 {
+			t.Fatalf("error rate read through the manager = %v, want 4/12", got)
+		}
+		t.Logf("manager read shop/web from agent pod 127.0.0.1:%s: %.2f req/s, error rate %.3f, window %v",
+			strconv.Itoa(port), web.RequestRate, web.ErrorRate, web.Window)
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("the manager's traffic snapshot never showed shop/web: %v (last %+v)", err, traffic())
+	}
+}
