@@ -6,6 +6,7 @@ SHELL := /usr/bin/env bash
 GO          ?= go
 PKGS        ?= ./...
 TEST_FLAGS  ?= -count=1 -timeout 40m
+FUZZTIME    ?= 10s
 CONTROLLER_GEN := $(GO) tool controller-gen
 GOLANGCI_LINT  := $(GO) tool -modfile=hack/tools/go.mod golangci-lint
 
@@ -45,6 +46,22 @@ test: deps assets ## Run every test: unit, integration against the real control 
 test-unit: ## Run the unit tests only (no control plane, no root).
 	$(GO) test -short -count=1 $(PKGS)
 
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 10s); seed corpora run in every `make test` anyway.
+	@for d in $$(grep -rlE '^func Fuzz' --include='*_test.go' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -hoE '^func Fuzz[A-Za-z0-9_]+' $$d/*_test.go | cut -d' ' -f2); do \
+	    echo "fuzz: $$d $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$d || exit 1; \
+	  done; \
+	done
+
+.PHONY: bench
+bench: bench-decide bench-webhook bench-agent bench-agent-rss ## Every benchmark: decisions, webhook, node agent (root).
+
+.PHONY: bench-decide
+bench-decide: ## policies.Decide with 10 rules over a 10,000-object index, and index updates.
+	$(GO) test -run '^$$' -bench 'BenchmarkDecide' -benchmem ./policies/
+	$(GO) test -run '^$$' -bench 'BenchmarkIndexUpdate|BenchmarkFeaturesFor' -benchmem ./signals/
+
 ##@ Quality
 .PHONY: lint
 lint: ## Run golangci-lint (v2, pinned in hack/tools).
@@ -64,7 +81,7 @@ demo: deps assets ## Sidecar → ambient in 3 SLO-gated waves on a local control
 	@$(GO) test -c -o bin/meshshift-demo ./test/demo
 	@cd test/demo && ../../bin/meshshift-demo -test.run '^TestDemo$$' -test.timeout 10m
 
-##@ Node agent (issue 5: bpf/, test/bench/agentbench) — block owned by the agent's part
+##@ Node agent (bpf/, test/bench/agentbench)
 .PHONY: generate-bpf bench-agent bench-agent-rss
 generate: generate-bpf
 generate-bpf: ## Regenerate bpf/*_bpfel.{go,o} (amd64, arm64) with Debian's clang-19 via bpf2go.
@@ -77,7 +94,7 @@ bench-agent: ## eBPF overhead on loopback, alternating with/without the programs
 bench-agent-rss: ## The agent's RSS with 1,000 kubelet-shaped pod cgroups tracked (root).
 	$(GO) run ./test/bench/agentbench -rss -cgroups 1000
 
-##@ Admission webhook (issue 4: webhook/, config/webhook, test/bench/webhookbench) — block owned by the webhook's part
+##@ Admission webhook (webhook/, test/bench/webhookbench)
 .PHONY: bench-webhook fuzz-webhook
 bench-webhook: assets ## Handler micro-benchmarks, then meshshift vs no-op webhooks through the real API server and over direct HTTPS; last line "webhook: create_ratio=… direct_ratio=… p99_ms=… rps=…".
 	$(GO) test -run '^$$' -bench 'BenchmarkServe|BenchmarkHandleMutatePod|BenchmarkDecodePod' -benchtime 1s -count 1 ./webhook
