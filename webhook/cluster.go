@@ -9,57 +9,10 @@ import (
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshshift/meshshift/signals"
 )
-
-// watchMeshObjects feeds ix from informers of every type signals.WatchedObjects
-// names. A type the manager's scheme does not know, or whose CRD the cluster
-// lacks (a mesh that is not installed), is skipped and logged; the index then
-// knows nothing of it (installing that CRD later needs a manager restart).
-func watchMeshObjects(ctx context.Context, mgr ctrl.Manager, ix *signals.Index, log logr.Logger) error {
-	onError := func(obj any, err error) {
-		log.Info("mesh object not indexed", "error", err.Error())
-	}
-	for _, obj := range signals.WatchedObjects() {
-		cobj, ok := obj.(client.Object)
-		if !ok {
-			continue
-		}
-		gvk, err := gvkOf(mgr.GetScheme(), obj)
-		if err != nil {
-			log.Info("mesh object type not watched: not in the manager's scheme", "type", fmt.Sprintf("%T", obj))
-			continue
-		}
-		inf, err := mgr.GetCache().GetInformer(ctx, cobj)
-		if err != nil {
-			if meta.IsNoMatchError(err) {
-				log.Info("mesh object type not watched: the cluster does not serve it", "kind", gvk)
-				continue
-			}
-			return fmt.Errorf("get %s informer: %w", gvk, err)
-		}
-		if _, err := inf.AddEventHandler(ix.EventHandler(onError)); err != nil {
-			return fmt.Errorf("watch %s: %w", gvk, err)
-		}
-	}
-	return nil
-}
-
-func gvkOf(s *runtime.Scheme, obj runtime.Object) (string, error) {
-	if u, ok := obj.(interface{ GetKind() string }); ok && u.GetKind() != "" {
-		return obj.GetObjectKind().GroupVersionKind().String(), nil
-	}
-	gvks, _, err := s.ObjectKinds(obj)
-	if err != nil || len(gvks) == 0 {
-		return "", fmt.Errorf("object kinds of %T: %w", obj, err)
-	}
-	return gvks[0].String(), nil
-}
 
 // CapabilityWatcher keeps signals.DetectCapabilities' answer over the cached
 // DaemonSets, Deployments and Nodes, recomputed every Interval, so the

@@ -177,7 +177,7 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 	features := opts.Features
 	if features == nil {
 		ix := signals.NewIndex("")
-		if err := watchMeshObjects(ctx, mgr, ix, log.WithName("index")); err != nil {
+		if err := signals.Watch(ctx, mgr.GetCache(), ix, log.WithName("index")); err != nil {
 			return nil, err
 		}
 		features = ix

@@ -14,10 +14,8 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -29,7 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshshift/meshshift/cli"
 	"github.com/meshshift/meshshift/migrator"
@@ -37,6 +34,7 @@ import (
 	"github.com/meshshift/meshshift/test/harness"
 	"github.com/meshshift/meshshift/test/prom"
 	"github.com/meshshift/meshshift/webhook"
+	"github.com/meshshift/meshshift/webhook/webhooktest"
 )
 
 // summary is the demo's last line, printed by TestMain after the test ran.
@@ -117,70 +115,6 @@ func newScheme() *runtime.Scheme {
 	return s
 }
 
-// installWebhookConfigs installs the shipped webhook configurations with
-// their clientConfig turned into a URL on 127.0.0.1:port.
-func installWebhookConfigs(ctx context.Context, t *testing.T, cl client.Client, root string, port int) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(root, "config", "webhook", "manifests.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	toURL := func(cc *admissionregistrationv1.WebhookClientConfig) {
-		u := fmt.Sprintf("https://127.0.0.1:%d%s", port, *cc.Service.Path)
-		cc.Service, cc.URL = nil, &u
-	}
-	for _, doc := range bytes.Split(raw, []byte("\n---")) {
-		var tm metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &tm); err != nil {
-			t.Fatalf("read webhook manifests: %v", err)
-		}
-		var obj client.Object
-		switch tm.Kind {
-		case "MutatingWebhookConfiguration":
-			m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-			if err := yaml.Unmarshal(doc, m); err != nil {
-				t.Fatal(err)
-			}
-			for i := range m.Webhooks {
-				toURL(&m.Webhooks[i].ClientConfig)
-			}
-			obj = m
-		case "ValidatingWebhookConfiguration":
-			v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-			if err := yaml.Unmarshal(doc, v); err != nil {
-				t.Fatal(err)
-			}
-			for i := range v.Webhooks {
-				toURL(&v.Webhooks[i].ClientConfig)
-			}
-			obj = v
-		default:
-			continue
-		}
-		if err := cl.Create(ctx, obj); err != nil {
-			t.Fatalf("install %s: %v", tm.Kind, err)
-		}
-	}
-}
-
-// feedIndex keeps a signals.Index current from the manager's informers over
-// every mesh kind whose CRD the API server serves.
-func feedIndex(ctx context.Context, t *testing.T, mgr ctrl.Manager, ix *signals.Index) {
-	t.Helper()
-	for _, obj := range signals.WatchedObjects() {
-		if _, isU := obj.(*unstructured.Unstructured); isU {
-			continue // Cilium's CRDs are not installed in the demo
-		}
-		inf, err := mgr.GetCache().GetInformer(ctx, obj.(client.Object))
-		if err != nil {
-			t.Fatalf("informer for %T: %v", obj, err)
-		}
-		if _, err := inf.AddEventHandler(ix.EventHandler(func(o any, err error) { t.Logf("index %T: %v", o, err) })); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // startManager runs one manager as production does: the webhooks and the
 // migrator, fed by a live signals index, as the migrator's user.
 func startManager(t *testing.T, cfg *rest.Config, scheme *runtime.Scheme, port int, promURL string, caps signals.Capabilities) {
@@ -194,7 +128,9 @@ func startManager(t *testing.T, cfg *rest.Config, scheme *runtime.Scheme, port i
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ix := signals.NewIndex("")
-	feedIndex(ctx, t, mgr, ix)
+	if err := signals.Watch(ctx, mgr.GetCache(), ix, mgr.GetLogger().WithName("index")); err != nil {
+		t.Fatal(err)
+	}
 	if err := webhook.Setup(mgr, webhook.Options{
 		Host: "127.0.0.1", Port: port, CertIPs: []net.IP{net.ParseIP("127.0.0.1")},
 		MigratorUsername: migratorUser, Capabilities: webhook.StaticCapabilities(caps), Features: ix,
@@ -277,7 +213,9 @@ func setUp(t *testing.T, p *printer) (*harness.Cluster, client.Client, *prom.Exp
 	if err != nil {
 		t.Fatal(err)
 	}
-	installWebhookConfigs(ctx, t, cl, root, port)
+	if _, _, err := webhooktest.InstallConfigurations(ctx, cl, port, "", nil); err != nil {
+		t.Fatal(err)
+	}
 	u, err := c.Env.AddUser(envtest.User{Name: migratorUser, Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		t.Fatalf("add migrator user: %v", err)

@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -36,7 +34,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
-	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/migrator"
@@ -44,6 +41,7 @@ import (
 	"github.com/meshshift/meshshift/test/harness"
 	"github.com/meshshift/meshshift/test/prom"
 	"github.com/meshshift/meshshift/webhook"
+	"github.com/meshshift/meshshift/webhook/webhooktest"
 )
 
 const migratorUser = "meshshift-migrator"
@@ -124,49 +122,8 @@ func (e *env) startWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := harness.RepoRoot()
-	if err != nil {
+	if _, _, err := webhooktest.InstallConfigurations(ctx, e.cl, port, "", nil); err != nil {
 		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join(root, "config", "webhook", "manifests.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, doc := range bytes.Split(raw, []byte("\n---")) {
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			t.Fatalf("read webhook manifests: %v", err)
-		}
-		toURL := func(cc *admissionregistrationv1.WebhookClientConfig) {
-			u := fmt.Sprintf("https://127.0.0.1:%d%s", port, *cc.Service.Path)
-			cc.Service, cc.URL = nil, &u
-		}
-		var obj client.Object
-		switch meta.Kind {
-		case "MutatingWebhookConfiguration":
-			m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-			if err := yaml.Unmarshal(doc, m); err != nil {
-				t.Fatal(err)
-			}
-			for i := range m.Webhooks {
-				toURL(&m.Webhooks[i].ClientConfig)
-			}
-			obj = m
-		case "ValidatingWebhookConfiguration":
-			v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-			if err := yaml.Unmarshal(doc, v); err != nil {
-				t.Fatal(err)
-			}
-			for i := range v.Webhooks {
-				toURL(&v.Webhooks[i].ClientConfig)
-			}
-			obj = v
-		default:
-			continue
-		}
-		if err := e.cl.Create(ctx, obj); err != nil {
-			t.Fatalf("install %s: %v", meta.Kind, err)
-		}
 	}
 	mgr, err := ctrl.NewManager(e.c.Config, ctrl.Options{
 		Scheme: e.scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",

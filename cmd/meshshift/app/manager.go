@@ -11,6 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/meshshift/meshshift/signals"
 )
 
 // managerOptions are the manager command's flags.
@@ -96,7 +98,13 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 	if err != nil {
 		return fmt.Errorf("set up traffic source: %w", err)
 	}
-	if err := o.webhook.setup(mgr, ns, traffic); err != nil {
+	// One index of the mesh objects, fed by the manager's informers, serves
+	// both the webhook's decisions and the migrator's precheck.
+	features := signals.NewIndex("")
+	if err := signals.Watch(cmd.Context(), mgr.GetCache(), features, log.WithName("index")); err != nil {
+		return fmt.Errorf("watch mesh objects: %w", err)
+	}
+	if err := o.webhook.setup(mgr, ns, traffic, features); err != nil {
 		return fmt.Errorf("set up admission webhooks: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -105,7 +113,7 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	if err := o.migrator.setup(mgr, o.webhook.capabilities, o.webhook.spireCA); err != nil {
+	if err := o.migrator.setup(mgr, o.webhook.capabilities, o.webhook.spireCA, features); err != nil {
 		return fmt.Errorf("set up migrator: %w", err)
 	}
 	log.Info("starting manager", "version", Version())
