@@ -1,8 +1,11 @@
 // Package webhook is meshshift's admission side: the mutating Pod webhook that
 // writes each new pod's dataplane decision as the labels the installed mesh
 // understands, the validating webhooks for Pods, Namespaces, DataplanePolicies
-// and MeshMigrations, the self-managed serving certificates, and the
-// missed-decision detector that reports pods admitted while the webhook was down.
+// and MeshMigrations, the self-managed serving certificates, the
+// missed-decision detector that reports pods admitted while the webhook was down,
+// and the DataplanePolicy status reconciler (PolicyStatusReconciler: Ready and
+// observedGeneration, so a policy stored while the webhook was down and left
+// out of decisions because it does not compile shows up as Ready=False).
 //
 // Setup wires all of it into a controller-runtime manager:
 //

@@ -127,6 +127,8 @@ type Webhooks struct {
 	Policies *PolicyStore
 	Inputs   *Inputs
 	Detector *Detector
+	// PolicyStatus writes the Ready condition of DataplanePolicies (leader only).
+	PolicyStatus *PolicyStatusReconciler
 }
 
 // RBAC the webhooks, their certificates and the detector need.
@@ -141,8 +143,9 @@ type Webhooks struct {
 // +kubebuilder:rbac:groups=meshshift.io,resources=meshmigrations/status,verbs=get;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Setup adds meshshift's admission webhooks, their serving certificates and
-// the missed-decision detector to mgr. Call it before mgr.Start.
+// Setup adds meshshift's admission webhooks, their serving certificates, the
+// missed-decision detector and the DataplanePolicy status reconciler to mgr.
+// Call it before mgr.Start.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	_, err := New(mgr, opts)
 	return err
@@ -254,6 +257,10 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 		if err := w.Detector.SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("set up missed-decision detector: %w", err)
 		}
+	}
+	w.PolicyStatus = &PolicyStatusReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("meshshift-webhook"), Clock: opts.Clock}
+	if err := w.PolicyStatus.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up dataplanepolicy status reconciler: %w", err)
 	}
 	return w, nil
 }
