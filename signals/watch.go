@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/api/meta"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,7 +34,7 @@ func Watch(ctx context.Context, informers Informers, ix *Index, log logr.Logger)
 				log.Info("mesh object type not watched: not in the manager's scheme", "type", fmt.Sprintf("%T", obj))
 				continue
 			}
-			if meta.IsNoMatchError(err) {
+			if apimeta.IsNoMatchError(err) {
 				log.Info("mesh object type not watched: the cluster does not serve it", "type", fmt.Sprintf("%T", obj), "kind", obj.GetObjectKind().GroupVersionKind().Kind)
 				continue
 			}
