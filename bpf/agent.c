@@ -3,9 +3,16 @@
 // meshshift node agent: per-cgroup TCP and HTTP/1.x counters.
 //
 // Hot path rules: no ring buffer, no per-packet user-space traffic. All
-// counters live in one per-CPU hash keyed by the socket's cgroup id; the
-// per-connection state (protocol class, pending HTTP request) lives in socket
-// local storage and disappears with the socket.
+// counters live in a per-CPU array indexed by a per-cgroup slot; the
+// per-connection state (protocol class, pending HTTP request) lives in a
+// preallocated table indexed by the socket cookie (conns, below) or, for
+// sockets that get no entry there, in socket local storage, which disappears
+// with the socket.
+//
+// Clock reads: the egress side takes the time TCP stamped on the segment
+// (skb->tstamp, CLOCK_MONOTONIC like bpf_ktime_get_ns, set when TCP
+// transmits it; with fq pacing the departure time) instead of reading the
+// clock; the ingress side reads the clock once per direction change.
 //
 // Attribution always uses the socket's own cgroup (sk->sk_cgrp_data), never
 // the current task's: the passive side of sock_ops runs in softirq.
@@ -29,21 +36,23 @@ enum ms_side { SIDE_SERVER = 0, SIDE_CLIENT = 1, SIDES = 2 };
 enum ms_proto { PROTO_OTHER = 0, PROTO_HTTP1 = 1, PROTO_HTTP2 = 2, PROTO_TLS = 3, PROTOS = 4 };
 enum { STATUS_CLASSES = 5 }; /* 1xx..5xx */
 
+/* What every HTTP/1.x exchange touches comes first (two cache lines), the
+ * per-connection and rare counters after the latency histogram. */
 struct cg_stats {
+	__u64 bytes_sent;
+	__u64 bytes_received;
+	__u64 http_requests[SIDES];
+	__u64 http_latency_sum_ns[SIDES];
+	__u64 http_responses[SIDES][STATUS_CLASSES];
+	__u64 http_latency[SIDES][HIST_BUCKETS]; /* bucket i: [2^i, 2^(i+1)) us */
 	__u64 conn_active_opened;
 	__u64 conn_passive_opened;
 	__u64 conn_failed;
 	__u64 conn_closed;
-	__u64 bytes_sent;
-	__u64 bytes_received;
 	__u64 retransmits;
 	__u64 resets_sent;
 	__u64 resets_received;
 	__u64 proto[PROTOS];
-	__u64 http_requests[SIDES];
-	__u64 http_responses[SIDES][STATUS_CLASSES];
-	__u64 http_latency[SIDES][HIST_BUCKETS]; /* bucket i: [2^i, 2^(i+1)) us */
-	__u64 http_latency_sum_ns[SIDES];
 	__u64 rtt[HIST_BUCKETS]; /* bucket i: [2^i, 2^(i+1)) us */
 	__u64 rtt_sum_us;
 };
@@ -101,6 +110,82 @@ struct {
 	__type(key, int);
 	__type(value, struct sk_state);
 } sk_states SEC(".maps");
+
+/* Per-connection state without an allocation: a direct-mapped table indexed
+ * by the socket cookie (unique per boot, handed out in sequence), each entry
+ * tagged with the cookie of the socket that owns it (0: free). The first
+ * payload segment of a socket whose close sock_ops will see (it set the state
+ * callback flag on it) claims its entry if it is free; the state callback to
+ * TCP_CLOSE zeroes the entry and frees it, so a claimed entry starts as the
+ * zero state. The lookup is an inlined array access: no lock, no hash, no
+ * allocation. Other sockets (there before the programs were attached,
+ * listeners, the entry owned by another live connection) keep their state in
+ * sk_states, which is allocated and charged to the memory cgroup per socket:
+ * about 1 us per socket here, a third of the programs' time for a short
+ * connection. A socket never has state in both: storage is looked at before
+ * an entry is claimed. (As with socket storage, two CPUs handling packets of
+ * one socket at the same moment may race on its fields; a packet handled
+ * while its socket closes on another CPU may write to the freed entry, which
+ * the next owner zeroes.) */
+#define CONN_SLOTS 32768 /* power of two; 24 bytes each */
+
+struct conn {
+	__u64 cookie; /* owner; 0 when free */
+	struct sk_state st;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CONN_SLOTS);
+	__type(key, __u32);
+	__type(value, struct conn);
+} conns SEC(".maps");
+
+/* The entry of the socket with this cookie, or NULL when it has none. */
+static __always_inline struct conn *conn_of(__u64 cookie)
+{
+	__u32 i = cookie & (CONN_SLOTS - 1);
+	struct conn *c = bpf_map_lookup_elem(&conns, &i);
+	if (c && c->cookie == cookie)
+		return c;
+	return 0;
+}
+
+/* Claims the socket's entry: only for a socket that sock_ops will see close
+ * and when the entry is free (or another CPU just claimed it for this same
+ * socket). NULL when the socket's state must go to sk_states. */
+static __always_inline struct sk_state *conn_claim(struct bpf_sock *bsk, __u64 cookie)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp || !(tp->bpf_sock_ops_cb_flags & BPF_SOCK_OPS_STATE_CB_FLAG))
+		return 0;
+	if (tp->inet_conn.icsk_inet.sk.__sk_common.skc_state == TCP_CLOSE)
+		return 0; /* its close callback has run */
+	__u32 i = cookie & (CONN_SLOTS - 1);
+	struct conn *c = bpf_map_lookup_elem(&conns, &i);
+	if (!c)
+		return 0;
+	__u64 owner = c->cookie;
+	if (!owner) {
+		owner = __sync_val_compare_and_swap(&c->cookie, 0, cookie);
+		if (!owner) {
+			/* Ours. It was zeroed when freed; zero it again in
+			 * case a late packet of the old owner wrote to it. */
+			__builtin_memset(&c->st, 0, sizeof(c->st));
+			return &c->st;
+		}
+	}
+	if (owner != cookie)
+		return 0;
+	return &c->st; /* claimed for this socket by another CPU just now */
+}
+
+/* Frees the entry of a closed socket. */
+static __always_inline void conn_free(struct conn *c)
+{
+	__builtin_memset(&c->st, 0, sizeof(c->st));
+	__sync_lock_test_and_set(&c->cookie, 0); /* a full barrier: zeroed first */
+}
 
 static __always_inline __u32 slot_for(__u64 cgid)
 {
@@ -199,18 +284,27 @@ int meshshift_sockops(struct bpf_sock_ops *skops)
 	struct bpf_sock *bsk = skops->sk;
 	if (!bsk)
 		return 1;
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(bsk);
-	if (!tp)
-		return 1;
 	/* The socket's state exists once it carried payload (cgroup_skb makes
-	 * it); creating it here would cost an allocation per connection. */
+	 * it); making it here would cost work per connection. */
+	struct conn *c = 0;
 	struct sk_state *st = 0;
-	if (op == BPF_SOCK_OPS_STATE_CB || op == BPF_SOCK_OPS_RETRANS_CB)
-		st = bpf_sk_storage_get(&sk_states, bsk, 0, 0);
-	__u32 slot;
-	if (st && st->has_slot) {
+	if (op == BPF_SOCK_OPS_STATE_CB || op == BPF_SOCK_OPS_RETRANS_CB) {
+		c = conn_of(bpf_get_socket_cookie(skops));
+		if (c)
+			st = &c->st;
+		else
+			st = bpf_sk_storage_get(&sk_states, bsk, 0, 0);
+	}
+	__u32 slot = 0;
+	int has_slot = st && st->has_slot;
+	if (has_slot)
 		slot = st->slot;
-	} else {
+	if (c && op == BPF_SOCK_OPS_STATE_CB)
+		conn_free(c);
+	if (!has_slot) {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(bsk);
+		if (!tp)
+			return 1;
 		struct cgroup *cg = tp->inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup;
 		slot = slot_for(cg ? cg->kn->id : 0);
 	}
@@ -320,6 +414,21 @@ static __always_inline int response_class(const __u8 *p)
 
 #define PEEK 12
 
+/* Now, for HTTP timing. On egress TCP has stamped the segment with the time
+ * it transmitted it (tcp_clock_cache, refreshed in tcp_write_xmit; the
+ * earliest departure time when pacing): the same clock as bpf_ktime_get_ns,
+ * read for free. The clock read is the fallback (ingress, and a segment
+ * without a stamp). */
+static __always_inline __u64 now_ns(struct __sk_buff *skb, int egress)
+{
+	if (egress) {
+		__u64 t = skb->tstamp;
+		if (t)
+			return t;
+	}
+	return bpf_ktime_get_ns();
+}
+
 static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 {
 	void *data = (void *)(long)skb->data;
@@ -353,14 +462,25 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 		return 1; /* no payload: pure ACK, SYN, FIN */
 	__u32 plen = skb->len - off;
 
-	/* bpf_sk_storage_get checks for a full socket itself: no need for a
-	 * bpf_sk_fullsock call first. */
 	struct bpf_sock *bsk = skb->sk;
 	if (!bsk)
 		return 1;
-	struct sk_state *st = bpf_sk_storage_get(&sk_states, bsk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!st)
-		return 1;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct conn *c = conn_of(cookie);
+	struct sk_state *st;
+	if (c) {
+		st = &c->st;
+	} else {
+		/* bpf_sk_storage_get checks for a full socket itself: no need
+		 * for a bpf_sk_fullsock call first. */
+		st = bpf_sk_storage_get(&sk_states, bsk, 0, 0);
+		if (!st)
+			st = conn_claim(bsk, cookie);
+		if (!st)
+			st = bpf_sk_storage_get(&sk_states, bsk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!st)
+			return 1;
+	}
 	if (!st->has_slot) {
 		st->slot = slot_for(bpf_skb_cgroup_id(skb));
 		st->has_slot = 1;
@@ -387,7 +507,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 			if (st->req_ts)
 				return 1;
 			s->http_requests[req_role - 1]++;
-			st->req_ts = bpf_ktime_get_ns();
+			st->req_ts = now_ns(skb, egress);
 			return 1;
 		}
 		/* Response direction: only the first segment after a request
@@ -429,7 +549,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 		if (W(p[0], p[1], p[2], p[3]) == W('C', 'O', 'N', 'N'))
 			st->flags |= ST_TUNNEL;
 		s->http_requests[req_role - 1]++;
-		st->req_ts = bpf_ktime_get_ns();
+		st->req_ts = now_ns(skb, egress);
 		return 1;
 	}
 
@@ -448,7 +568,8 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 	if (side >= SIDES)
 		return 1;
 	s->http_responses[side][cls - 1]++;
-	__u64 d = bpf_ktime_get_ns() - st->req_ts;
+	__u64 t = now_ns(skb, egress);
+	__u64 d = t > st->req_ts ? t - st->req_ts : 0;
 	st->req_ts = 0;
 	s->http_latency[side][bucket_us(d / 1000)]++;
 	s->http_latency_sum_ns[side] += d;

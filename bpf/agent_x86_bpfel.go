@@ -15,22 +15,28 @@ import (
 
 type agentCgStats struct {
 	_                 structs.HostLayout
+	BytesSent         uint64
+	BytesReceived     uint64
+	HttpRequests      [2]uint64
+	HttpLatencySumNs  [2]uint64
+	HttpResponses     [2][5]uint64
+	HttpLatency       [2][24]uint64
 	ConnActiveOpened  uint64
 	ConnPassiveOpened uint64
 	ConnFailed        uint64
 	ConnClosed        uint64
-	BytesSent         uint64
-	BytesReceived     uint64
 	Retransmits       uint64
 	ResetsSent        uint64
 	ResetsReceived    uint64
 	Proto             [4]uint64
-	HttpRequests      [2]uint64
-	HttpResponses     [2][5]uint64
-	HttpLatency       [2][24]uint64
-	HttpLatencySumNs  [2]uint64
 	Rtt               [24]uint64
 	RttSumUs          uint64
+}
+
+type agentConn struct {
+	_      structs.HostLayout
+	Cookie uint64
+	St     agentSkState
 }
 
 type agentSkState struct {
@@ -47,6 +53,7 @@ type agentSkState struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	agentMapConns             = "conns"
 	agentMapCounters          = "counters"
 	agentMapFreeSlots         = "free_slots"
 	agentMapSkStates          = "sk_states"
@@ -113,6 +120,7 @@ type agentProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type agentMapSpecs struct {
+	Conns     *ebpf.MapSpec `ebpf:"conns"`
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
 	FreeSlots *ebpf.MapSpec `ebpf:"free_slots"`
 	SkStates  *ebpf.MapSpec `ebpf:"sk_states"`
@@ -147,6 +155,7 @@ func (o *agentObjects) Close() error {
 //
 // It can be passed to loadAgentObjects or ebpf.CollectionSpec.LoadAndAssign.
 type agentMaps struct {
+	Conns     *ebpf.Map `ebpf:"conns"`
 	Counters  *ebpf.Map `ebpf:"counters"`
 	FreeSlots *ebpf.Map `ebpf:"free_slots"`
 	SkStates  *ebpf.Map `ebpf:"sk_states"`
@@ -156,6 +165,7 @@ type agentMaps struct {
 
 func (m *agentMaps) Close() error {
 	return _AgentClose(
+		m.Conns,
 		m.Counters,
 		m.FreeSlots,
 		m.SkStates,

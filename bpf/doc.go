@@ -8,8 +8,13 @@
 // resets sent and received, an RTT (srtt) histogram; HTTP/1.x requests and
 // responses by status class with a latency histogram on the server and the
 // client side; the protocol class of each connection (HTTP/1, HTTP/2 or gRPC
-// preface, TLS, other). The hot path keeps to per-CPU maps and socket local
-// storage: nothing is sent to user space per packet.
+// preface, TLS, other). The hot path keeps to per-CPU maps, a preallocated
+// per-connection table (32768 entries of 24 bytes, indexed by socket cookie)
+// and socket local storage for the sockets the table cannot hold: nothing is
+// sent to user space per packet, and a new connection allocates nothing.
+// HTTP timing reads the clock only on ingress; on egress it takes the time TCP
+// stamped on the segment (skb->tstamp: the same monotonic clock; with fq
+// pacing the segment's departure time).
 //
 // Kernel needs: BTF, cgroup v2, sock_ops, cgroup_skb, socket local storage,
 // bpf_skc_to_tcp_sock and BPF atomics with fetch (5.12 or later); tp_btf for

@@ -14,6 +14,9 @@
 // of the agent's, to show what the hooks alone cost (the ns_per_run phase
 // still measures the agent's programs).
 //
+// With -cost-only it skips the alternating rounds and prints only the
+// programs' run time (per run and per unit of work of each load).
+//
 // With -rss it instead tracks 1,000 cgroups through the agent's collector and
 // prints the process's resident set size.
 //
@@ -32,6 +35,7 @@ func main() {
 	rounds := flag.Int("rounds", 8, "alternating rounds (1-50)")
 	dur := flag.Duration("run", 400*time.Millisecond, "length of one measured run (50ms-5s)")
 	empty := flag.Bool("empty", false, "attach do-nothing programs instead of the agent's: the cost of the hook points alone")
+	costOnly := flag.Bool("cost-only", false, "only measure the programs' run time per run and per operation (no alternating rounds)")
 	rss := flag.Bool("rss", false, "measure the agent's RSS with -cgroups cgroups tracked instead")
 	cgroups := flag.Int("cgroups", 1000, "cgroups to track for -rss (1-10000)")
 	flag.Parse()
@@ -50,7 +54,7 @@ func main() {
 		if *rss {
 			err = runRSS(*cgroups)
 		} else {
-			err = runOverhead(*rounds, *dur, *empty)
+			err = runOverhead(*rounds, *dur, *empty, *costOnly)
 		}
 	}
 	if err != nil {

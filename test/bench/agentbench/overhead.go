@@ -103,7 +103,7 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func runOverhead(rounds int, d time.Duration, empty bool) (err error) {
+func runOverhead(rounds int, d time.Duration, empty, costOnly bool) (err error) {
 	_, cg, undo, err := benchCgroup("meshshift-bench-")
 	if err != nil {
 		return err
@@ -131,6 +131,9 @@ func runOverhead(rounds int, d time.Duration, empty bool) (err error) {
 	best := map[string][2]float64{} // best run without, with
 	cpuPer := map[bool]map[string]float64{true: {}, false: {}}
 	work := map[bool]map[string]float64{true: {}, false: {}}
+	if costOnly {
+		rounds = 0
+	}
 	for r := range rounds {
 		res := map[bool]map[string]float64{true: {}, false: {}}
 		order := []bool{false, true}
@@ -183,20 +186,26 @@ func runOverhead(rounds int, d time.Duration, empty bool) (err error) {
 		return fmt.Errorf("enable bpf run-time stats: %w", err)
 	}
 	defer statsOn.Close()
-	runTime := func() (time.Duration, uint64, error) {
-		var rt time.Duration
-		var rc uint64
+	type cost struct {
+		rt time.Duration
+		rc uint64
+	}
+	// runTime sums the programs' run time and count; per program too.
+	runTime := func() (cost, map[string]cost, error) {
+		var sum cost
+		per := map[string]cost{}
 		for name, p := range objs.Programs() {
 			st, err := p.Stats()
 			if err != nil {
-				return 0, 0, fmt.Errorf("stats of %s: %w", name, err)
+				return cost{}, nil, fmt.Errorf("stats of %s: %w", name, err)
 			}
-			rt += st.Runtime
-			rc += st.RunCount
+			per[name] = cost{st.Runtime, st.RunCount}
+			sum.rt += st.Runtime
+			sum.rc += st.RunCount
 		}
-		return rt, rc, nil
+		return sum, per, nil
 	}
-	rt0, rc0, err := runTime()
+	c0, _, err := runTime()
 	if err != nil {
 		return err
 	}
@@ -204,21 +213,50 @@ func runOverhead(rounds int, d time.Duration, empty bool) (err error) {
 		return err
 	}
 	for _, w := range wls {
-		if _, err := w.run(w.srv.addr(), d); err != nil {
+		w0, p0, err := runTime()
+		if err != nil {
+			return err
+		}
+		v, err := w.run(w.srv.addr(), d)
+		if err != nil {
 			return fmt.Errorf("%s run: %w", w.name, err)
 		}
+		w1, p1, err := runTime()
+		if err != nil {
+			return err
+		}
+		ops := v * d.Seconds()
+		if ops <= 0 || w1.rc == w0.rc {
+			continue
+		}
+		// BPF time per unit of work (byte, exchange, connection) is what
+		// the ratios pay; ns per run alone would reward adding cheap runs.
+		line := fmt.Sprintf("%-6s runs=%d ns_per_run=%.0f runs_per_op=%.3g bpf_ns_per_op=%.3g |", w.name, w1.rc-w0.rc,
+			float64(w1.rt-w0.rt)/float64(w1.rc-w0.rc), float64(w1.rc-w0.rc)/ops, float64(w1.rt-w0.rt)/ops)
+		names := make([]string, 0, len(p1))
+		for name := range p1 {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if n := p1[name].rc - p0[name].rc; n > 0 {
+				line += fmt.Sprintf(" %s=%.3gx%.0fns", name, float64(n)/ops, float64(p1[name].rt-p0[name].rt)/float64(n))
+			}
+		}
+		fmt.Println(line)
 	}
 	if err := objs.Detach(); err != nil {
 		return err
 	}
-	rt1, rc1, err := runTime()
+	c1, _, err := runTime()
 	if err != nil {
 		return err
 	}
-	runs := rc1 - rc0
+	runs := c1.rc - c0.rc
 	if runs == 0 {
 		return errors.New("the programs never ran: nothing was measured")
 	}
+	rt1, rt0 := c1.rt, c0.rt
 	ns := float64(rt1-rt0) / float64(runs)
 	floor, err := emptyProgramCost(cg, rrSrv.addr(), d)
 	if err != nil {
@@ -229,6 +267,10 @@ func runOverhead(rounds int, d time.Duration, empty bool) (err error) {
 		if st, err := p.Stats(); err == nil && st.RunCount > 0 {
 			fmt.Printf("program %-8s runs=%d ns_per_run=%.0f\n", name, st.RunCount, float64(st.Runtime)/float64(st.RunCount))
 		}
+	}
+	if costOnly {
+		fmt.Printf("agent: ns_per_run=%.0f\n", ns)
+		return nil
 	}
 	bestRatio := func(name string) float64 { return best[name][1] / best[name][0] }
 	for _, w := range wls {
