@@ -129,7 +129,8 @@ func Load(opts Options) (*Objects, error) {
 	if err := spec.LoadAndAssign(&o.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load programs: %w (verifier log: %+v)", err, verr)
+			return nil, fmt.Errorf("load programs: %w (verifier log: %+v)", err, verr) //nolint:errorlint // %+v prints the verifier's whole log; err is wrapped
+
 		}
 		return nil, fmt.Errorf("load programs: %w", err)
 	}
@@ -154,8 +155,7 @@ func (o *Objects) AttachCgroup(path string) ([]link.Link, error) {
 	for _, p := range progs {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: path, Attach: p.t, Program: p.p})
 		if err != nil {
-			closeLinks(ls)
-			return nil, fmt.Errorf("attach %s to cgroup %s: %w", p.p, path, err)
+			return nil, errors.Join(fmt.Errorf("attach %s to cgroup %s: %w", p.p, path, err), closeLinks(ls))
 		}
 		ls = append(ls, l)
 	}
@@ -171,8 +171,7 @@ func (o *Objects) AttachTracing() ([]link.Link, error) {
 	for _, p := range []*ebpf.Program{o.objs.MeshshiftRstRx, o.objs.MeshshiftRstTx} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
-			closeLinks(ls)
-			return nil, fmt.Errorf("attach %s: %w", p, err)
+			return nil, errors.Join(fmt.Errorf("attach %s: %w", p, err), closeLinks(ls))
 		}
 		ls = append(ls, l)
 	}

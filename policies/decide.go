@@ -1,8 +1,6 @@
 package policies
 
 import (
-	"errors"
-
 	"cel.dev/cel-go/common/types"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
@@ -199,17 +197,14 @@ func (p *Policy) evalRules(in *Input, warnings []string) (candidate, bool, []str
 			prg = ch.fast
 		}
 		out, _, err := prg.Eval(act)
-		if err == nil {
-			i, ok := out.(types.Int)
-			if !ok {
-				err = errNotAnIndex
-			} else if i >= 0 {
+		if i, ok := out.(types.Int); err == nil && ok {
+			if i >= 0 {
 				return p.ruleCandidate(ch.start+int(i), cur, curOK), true, warnings
-			} else {
-				continue
 			}
+			continue
 		}
-		// Slow path: one rule at a time, with the cost limit.
+		// Slow path, when the chain failed (over its cost limit) or did not
+		// return an index: one rule at a time, with the cost limit.
 		end := min(ch.start+chainLength, len(p.rules))
 		for ri := ch.start; ri < end; ri++ {
 			r := &p.rules[ri]
@@ -226,8 +221,6 @@ func (p *Policy) evalRules(in *Input, warnings []string) (candidate, bool, []str
 	}
 	return candidate{}, false, warnings
 }
-
-var errNotAnIndex = errors.New("rule chain did not return an index")
 
 func (p *Policy) ruleCandidate(i int, cur v1alpha1.Mode, curOK bool) candidate {
 	rm := p.ruleModes[i]

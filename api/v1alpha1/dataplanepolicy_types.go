@@ -121,7 +121,3 @@ type DataplanePolicyList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []DataplanePolicy `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&DataplanePolicy{}, &DataplanePolicyList{})
-}

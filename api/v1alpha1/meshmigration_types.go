@@ -340,7 +340,3 @@ type MeshMigrationList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []MeshMigration `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&MeshMigration{}, &MeshMigrationList{})
-}

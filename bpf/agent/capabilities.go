@@ -38,7 +38,7 @@ type Capabilities struct {
 // v2, sock_ops and cgroup_skb (what the agent needs to count); full adds tp_btf
 // and tcx.
 func (c Capabilities) Level() signals.EBPFLevel {
-	if !(c.BTF && c.Cgroup2 && c.SockOps && c.CgroupSKB) {
+	if !c.BTF || !c.Cgroup2 || !c.SockOps || !c.CgroupSKB {
 		return signals.EBPFNone
 	}
 	if c.TPBTF && c.TCX {

@@ -88,7 +88,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	defer objs.Close()
+	defer func() { _ = objs.Close() }()
 	if _, err := objs.AttachCgroup(mnt); err != nil {
 		return err
 	}

@@ -315,7 +315,7 @@ func reviewRound(ctx context.Context, hc *http.Client, url string, body []byte, 
 				_ = resp.Body.Close()
 				lats[w] = append(lats[w], time.Since(t0))
 				if err != nil || resp.StatusCode != http.StatusOK {
-					errs[w] = fmt.Errorf("review: status %d: %v", resp.StatusCode, err)
+					errs[w] = fmt.Errorf("review: status %d: %w", resp.StatusCode, err)
 					return
 				}
 				if i == 0 {
@@ -342,7 +342,7 @@ func reviewRound(ctx context.Context, hc *http.Client, url string, body []byte, 
 func checkReview(b []byte, wantPatch bool) error {
 	var r admissionv1.AdmissionReview
 	if err := json.Unmarshal(b, &r); err != nil || r.Response == nil {
-		return fmt.Errorf("answer is no AdmissionReview: %v", err)
+		return fmt.Errorf("answer is no AdmissionReview: %w", err)
 	}
 	if !r.Response.Allowed {
 		return fmt.Errorf("review denied: %+v", r.Response.Result)

@@ -152,7 +152,10 @@ func (e *env) stop() {
 	if e.cancel != nil {
 		e.cancel()
 		select {
-		case <-e.done:
+		case err := <-e.done:
+			if err != nil {
+				fmt.Printf("webhook manager stopped with: %v\n", err)
+			}
 		case <-time.After(30 * time.Second):
 		}
 	}
@@ -224,7 +227,7 @@ func (e *env) install(ctx context.Context, v variant) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("configuration %s not in effect after 30s (last error %v)", v, err)
+			return fmt.Errorf("configuration %s not in effect after 30s (last error %w)", v, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
