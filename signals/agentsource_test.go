@@ -2,17 +2,13 @@ package signals_test
 
 import (
 	"context"
-	"io"
 	"math"
 	"net"
-	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/meshshift/meshshift/bpf"
 	"github.com/meshshift/meshshift/bpf/agent"
-	"github.com/meshshift/meshshift/bpf/kerneltest"
+	"github.com/meshshift/meshshift/bpf/agent/agenttest"
 	"github.com/meshshift/meshshift/signals"
 )
 
@@ -48,27 +44,8 @@ func bucketAt(i int, n uint64) []uint64 {
 // is down, and checks the rates, the error rate and the staleness marking.
 func TestAgentSourceReadsRealAgents(t *testing.T) {
 	const uid = "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-	mnt := kerneltest.RequireRoot(t)
-	root := kerneltest.Cgroup(t, mnt, kerneltest.RandName("meshshift-test-"))
-	srvCg := kerneltest.Cgroup(t, root, filepath.Join("kubepods", "pod"+uid))
-	cliCg := kerneltest.Cgroup(t, root, "loadgen")
-
-	objs, err := bpf.Load(bpf.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { objs.Close() })
-	if _, err := objs.AttachCgroup(root); err != nil {
-		t.Fatal(err)
-	}
-	col := agent.NewCollector(objs, root, agent.StaticPods{uid: {Namespace: "shop", Name: "web-1", Workload: "web"}}, nil)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: agent.Handler("node-a", col)}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
+	node := agenttest.Start(t, uid, agent.PodMeta{Namespace: "shop", Name: "web-1", Workload: "web"})
+	col := node.Collector
 	down, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -77,17 +54,11 @@ func TestAgentSourceReadsRealAgents(t *testing.T) {
 	down.Close()
 
 	src := &signals.AgentSource{Endpoints: func(context.Context) ([]string, error) {
-		return []string{"http://" + ln.Addr().String(), downURL}, nil
+		return []string{"http://" + node.Addr, downURL}, nil
 	}}
 	ctx := context.Background()
-	collect := func() {
-		t.Helper()
-		if _, err := col.Collect(); err != nil {
-			t.Fatal(err)
-		}
-	}
 
-	collect()
+	node.Collect(t)
 	if err := src.Refresh(ctx); err == nil {
 		t.Error("refresh with one agent down returned no error")
 	}
@@ -96,38 +67,7 @@ func TestAgentSourceReadsRealAgents(t *testing.T) {
 	}
 
 	// Workload traffic: 6 requests on new connections, 2 of them 5xx.
-	var srvLn net.Listener
-	kerneltest.InCgroup(t, mnt, srvCg, func() {
-		if srvLn, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/fail" {
-			http.Error(w, "no", http.StatusBadGateway)
-			return
-		}
-		io.WriteString(w, "ok")
-	})}
-	go app.Serve(srvLn)
-	t.Cleanup(func() { app.Close() })
-	kerneltest.InCgroup(t, mnt, cliCg, func() {
-		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-		for i := range 6 {
-			path := "/ok"
-			if i%3 == 2 {
-				path = "/fail"
-			}
-			resp, err := c.Get("http://" + srvLn.Addr().String() + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	})
-	time.Sleep(100 * time.Millisecond) // let the last server writes pass the egress hook
-	collect()
+	node.Burst(t, 4, 2)
 	_ = src.Refresh(ctx)
 	snap := src.Snapshot()
 	web, ok := snap.Lookup("shop", "web")
@@ -159,7 +99,7 @@ func TestAgentSourceReadsRealAgents(t *testing.T) {
 	}
 
 	// The agent goes down: its figures stay, marked by their age.
-	hs.Close()
+	node.Server.Close()
 	if err := src.Refresh(ctx); err == nil {
 		t.Error("refresh with every agent down returned no error")
 	}

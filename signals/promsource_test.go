@@ -2,11 +2,7 @@ package signals_test
 
 import (
 	"context"
-	"io"
 	"math"
-	"net"
-	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,9 +10,8 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
-	"github.com/meshshift/meshshift/bpf"
 	"github.com/meshshift/meshshift/bpf/agent"
-	"github.com/meshshift/meshshift/bpf/kerneltest"
+	"github.com/meshshift/meshshift/bpf/agent/agenttest"
 	"github.com/meshshift/meshshift/signals"
 	"github.com/meshshift/meshshift/test/prom"
 )
@@ -26,69 +21,15 @@ import (
 // error rate and protocols.
 func TestPromSourceOverRealAgentMetrics(t *testing.T) {
 	const uid = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
-	mnt := kerneltest.RequireRoot(t)
-	root := kerneltest.Cgroup(t, mnt, kerneltest.RandName("meshshift-test-"))
-	srvCg := kerneltest.Cgroup(t, root, filepath.Join("kubepods", "pod"+uid))
-	cliCg := kerneltest.Cgroup(t, root, "loadgen")
-	objs, err := bpf.Load(bpf.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { objs.Close() })
-	if _, err := objs.AttachCgroup(root); err != nil {
-		t.Fatal(err)
-	}
-	col := agent.NewCollector(objs, root, agent.StaticPods{uid: {Namespace: "shop", Name: "web-1", Workload: "web"}}, nil)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: agent.Handler("node-a", col)}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	p := prom.Start(t, ln.Addr().String())
+	node := agenttest.Start(t, uid, agent.PodMeta{Namespace: "shop", Name: "web-1", Workload: "web"})
+	p := prom.Start(t, node.Addr)
 	pc, err := api.NewClient(api.Config{Address: p.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	src := &signals.PromSource{API: promv1.NewAPI(pc), Window: 20 * time.Second}
 
-	var srvLn net.Listener
-	kerneltest.InCgroup(t, mnt, srvCg, func() {
-		if srvLn, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/fail" {
-			http.Error(w, "no", http.StatusInternalServerError)
-			return
-		}
-		io.WriteString(w, "ok")
-	})}
-	go app.Serve(srvLn)
-	t.Cleanup(func() { app.Close() })
-	burst := func(ok, fail int) {
-		kerneltest.InCgroup(t, mnt, cliCg, func() {
-			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-			for i := range ok + fail {
-				path := "/ok"
-				if i >= ok {
-					path = "/fail"
-				}
-				resp, err := c.Get("http://" + srvLn.Addr().String() + path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		})
-		time.Sleep(100 * time.Millisecond)
-		if _, err := col.Collect(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	burst := func(ok, fail int) { node.Burst(t, ok, fail) }
 	// The first burst creates the series; rates see the second one.
 	ctx := context.Background()
 	burst(2, 1)

@@ -2,10 +2,7 @@ package app
 
 import (
 	"context"
-	"io"
 	"net"
-	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,9 +14,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/meshshift/meshshift/bpf"
 	"github.com/meshshift/meshshift/bpf/agent"
-	"github.com/meshshift/meshshift/bpf/kerneltest"
+	"github.com/meshshift/meshshift/bpf/agent/agenttest"
 	"github.com/meshshift/meshshift/test/harness"
 )
 
@@ -55,28 +51,15 @@ func TestTrafficFlagsRejectBadValues(t *testing.T) {
 func TestManagerTrafficFromRealAgent(t *testing.T) {
 	const uid = "5b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
 	c := harness.Start(t, harness.Options{})
-	mnt := kerneltest.RequireRoot(t)
-	root := kerneltest.Cgroup(t, mnt, kerneltest.RandName("meshshift-test-"))
-	srvCg := kerneltest.Cgroup(t, root, filepath.Join("kubepods", "pod"+uid))
-	cliCg := kerneltest.Cgroup(t, root, "loadgen")
-
-	objs, err := bpf.Load(bpf.Options{})
+	node := agenttest.Start(t, uid, agent.PodMeta{Namespace: "shop", Name: "web-1", Workload: "web"})
+	_, portStr, err := net.SplitHostPort(node.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { objs.Close() })
-	if _, err := objs.AttachCgroup(root); err != nil {
-		t.Fatal(err)
-	}
-	col := agent.NewCollector(objs, root, agent.StaticPods{uid: {Namespace: "shop", Name: "web-1", Workload: "web"}}, nil)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	port, err := strconv.Atoi(portStr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	agentSrv := &http.Server{Handler: agent.Handler("node-a", col), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = agentSrv.Serve(ln) }()
-	t.Cleanup(func() { _ = agentSrv.Close() })
-	port := ln.Addr().(*net.TCPAddr).Port
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -117,44 +100,9 @@ func TestManagerTrafficFromRealAgent(t *testing.T) {
 
 	// The agent collects on its own schedule in a real node; here the test
 	// collects while the workload serves 12 requests, 4 of them 5xx.
-	var srvLn net.Listener
-	kerneltest.InCgroup(t, mnt, srvCg, func() {
-		if srvLn, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	app := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/fail" {
-			http.Error(w, "no", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ok")
-	})}
-	go func() { _ = app.Serve(srvLn) }()
-	t.Cleanup(func() { _ = app.Close() })
-	if _, err := col.Collect(); err != nil {
-		t.Fatal(err)
-	}
+	node.Collect(t)
 	time.Sleep(1500 * time.Millisecond) // the loop reads the agent once before the traffic
-	kerneltest.InCgroup(t, mnt, cliCg, func() {
-		hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-		for i := range 12 {
-			path := "/ok"
-			if i%3 == 0 {
-				path = "/fail"
-			}
-			resp, err := hc.Get("http://" + srvLn.Addr().String() + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-		}
-	})
-	time.Sleep(100 * time.Millisecond)
-	if _, err := col.Collect(); err != nil {
-		t.Fatal(err)
-	}
+	node.Burst(t, 8, 4)
 
 	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(context.Context) (bool, error) {
 		snap := traffic()
