@@ -248,50 +248,51 @@ func ParsePolicyRef(path *field.Path, value string) (string, int64, *field.Error
 // with ambient, a waypoint without ambient). path is the pod's metadata.
 func ValidatePodMeshMetadata(path *field.Path, labels, annotations map[string]string) field.ErrorList {
 	var errs field.ErrorList
-	lp, ap := path.Child("labels"), path.Child("annotations")
+	lp := func() *field.Path { return path.Child("labels") }
+	ap := func() *field.Path { return path.Child("annotations") }
 	if v, ok := annotations[v1alpha1.AnnotationMode]; ok {
-		if _, err := ParseMode(ap.Key(v1alpha1.AnnotationMode), v); err != nil {
+		if _, err := ParseMode(ap().Key(v1alpha1.AnnotationMode), v); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if v, ok := labels[v1alpha1.LabelDataplane]; ok {
-		if _, err := ParseMode(lp.Key(v1alpha1.LabelDataplane), v); err != nil {
+		if _, err := ParseMode(lp().Key(v1alpha1.LabelDataplane), v); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	inject, hasInject := labels[LabelIstioInject]
 	if hasInject && inject != "true" && inject != "false" {
-		errs = append(errs, field.NotSupported(lp.Key(LabelIstioInject), inject, []string{"true", "false"}))
+		errs = append(errs, field.NotSupported(lp().Key(LabelIstioInject), inject, []string{"true", "false"}))
 	}
 	dm, hasDM := labels[LabelIstioDataplaneMode]
 	if hasDM && dm != "ambient" && dm != "none" {
-		errs = append(errs, field.NotSupported(lp.Key(LabelIstioDataplaneMode), dm, []string{"ambient", "none"}))
+		errs = append(errs, field.NotSupported(lp().Key(LabelIstioDataplaneMode), dm, []string{"ambient", "none"}))
 	}
 	if hasInject && inject == "true" && dm == "ambient" {
-		errs = append(errs, field.Invalid(lp.Key(LabelIstioDataplaneMode), dm,
+		errs = append(errs, field.Invalid(lp().Key(LabelIstioDataplaneMode), dm,
 			"contradicts "+LabelIstioInject+"=true: a pod is either sidecar or ambient"))
 	}
 	if wp, ok := labels[LabelIstioUseWaypoint]; ok {
 		if wp != "none" {
 			for _, msg := range validation.IsDNS1123Subdomain(wp) {
-				errs = append(errs, field.Invalid(lp.Key(LabelIstioUseWaypoint), wp, msg))
+				errs = append(errs, field.Invalid(lp().Key(LabelIstioUseWaypoint), wp, msg))
 			}
 		}
 		if inject == "true" {
-			errs = append(errs, field.Invalid(lp.Key(LabelIstioUseWaypoint), wp,
+			errs = append(errs, field.Invalid(lp().Key(LabelIstioUseWaypoint), wp,
 				"contradicts "+LabelIstioInject+"=true: waypoints serve ambient pods"))
 		}
 	}
 	if v, ok := annotations[AnnotationLinkerdInject]; ok && v != "enabled" && v != "disabled" && v != "ingress" {
-		errs = append(errs, field.NotSupported(ap.Key(AnnotationLinkerdInject), v, []string{"enabled", "disabled", "ingress"}))
+		errs = append(errs, field.NotSupported(ap().Key(AnnotationLinkerdInject), v, []string{"enabled", "disabled", "ingress"}))
 	}
 	if v, ok := annotations[v1alpha1.AnnotationDecision]; ok {
-		if _, _, err := ParseDecision(ap.Key(v1alpha1.AnnotationDecision), v); err != nil {
+		if _, _, err := ParseDecision(ap().Key(v1alpha1.AnnotationDecision), v); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if v, ok := annotations[v1alpha1.AnnotationPolicy]; ok {
-		if _, _, err := ParsePolicyRef(ap.Key(v1alpha1.AnnotationPolicy), v); err != nil {
+		if _, _, err := ParsePolicyRef(ap().Key(v1alpha1.AnnotationPolicy), v); err != nil {
 			errs = append(errs, err)
 		}
 	}

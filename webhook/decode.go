@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+	"unsafe"
 
 	sigsjson "sigs.k8s.io/json"
 )
@@ -15,6 +16,10 @@ import (
 // being decoded. A pod's spec and status are most of its bytes, so this is
 // several times cheaper than decoding the pod (BenchmarkDecodePod).
 // FuzzDecodePod checks it agrees with a full decode on every valid document.
+//
+// Strings without escapes are not copied: they share raw's memory (raw must
+// not be changed while the podView is in use; admission request objects
+// never are).
 func decodePod(raw []byte) (*podView, error) {
 	var p podView
 	s := scanner{b: raw}
@@ -98,12 +103,7 @@ func (s *scanner) meta(m *podMeta) error {
 		case "annotations":
 			return s.stringMap(&m.Annotations)
 		case "ownerReferences":
-			start := s.i
-			s.ws()
-			if err := s.value(); err != nil {
-				return err
-			}
-			return sigsjson.UnmarshalCaseSensitivePreserveInts(s.b[start:s.i], &m.OwnerReferences)
+			return s.ownerRefs(&m.OwnerReferences)
 		default:
 			return s.value()
 		}
@@ -126,9 +126,16 @@ func (s *scanner) stringValue() (v string, ok bool, err error) {
 	}
 	body := s.b[start+1 : s.i-1]
 	if !escaped && utf8.Valid(body) {
-		return string(body), true, nil
+		return bytesString(body), true, nil
 	}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(s.b[start:s.i], &v); err != nil {
+	return unquote(s.b[start:s.i])
+}
+
+// unquote decodes a JSON string with escapes or invalid UTF-8 (the rare case;
+// its own function so that stringValue's result stays on the stack).
+func unquote(quoted []byte) (string, bool, error) {
+	var v string
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(quoted, &v); err != nil {
 		return "", false, err
 	}
 	return v, true, nil
@@ -148,18 +155,107 @@ func (s *scanner) stringMap(dst *map[string]string) error {
 		return s.literal(nullLit)
 	}
 	if *dst == nil {
-		// Room for a typical pod's labels without growing.
-		*dst = make(map[string]string, 16)
+		// One group (8 entries) up front; more labels grow it.
+		*dst = make(map[string]string, 8)
 	}
 	m := *dst
 	return s.object(func(key []byte) error {
 		v, _, err := s.stringValue()
 		if err == nil {
-			m[string(key)] = v
+			m[bytesString(key)] = v
 		}
 		return err
 	})
 }
+
+// bytesString is b as a string without a copy: b must not change afterwards.
+func bytesString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// ownerRefs decodes metadata.ownerReferences like encoding/json decodes a
+// []ownerRef: null clears it, [] makes it empty, an element is decoded into
+// the slot it lands on (so a repeated key merges), null leaves an element as
+// it is, and a value of the wrong type is an error.
+func (s *scanner) ownerRefs(dst *[]ownerRef) error {
+	switch s.peek() {
+	case 'n':
+		*dst = nil
+		return s.literal(nullLit)
+	case '[':
+	default:
+		return fmt.Errorf("metadata.ownerReferences: want an array at offset %d: %w", s.i, errJSON)
+	}
+	s.i++
+	refs := *dst
+	n := 0
+	if s.peek() == ']' {
+		s.i++
+		*dst = []ownerRef{}
+		return nil
+	}
+	for {
+		if n >= cap(refs) {
+			refs = append(refs[:cap(refs)], ownerRef{})
+		}
+		if n >= len(refs) {
+			refs = refs[:n+1]
+		}
+		if err := s.ownerRef(&refs[n]); err != nil {
+			return err
+		}
+		n++
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			*dst = refs[:n]
+			return nil
+		default:
+			return fmt.Errorf("want ',' or ']' at offset %d: %w", s.i, errJSON)
+		}
+	}
+}
+
+func (s *scanner) ownerRef(r *ownerRef) error {
+	switch s.peek() {
+	case 'n':
+		return s.literal(nullLit)
+	case '{':
+	default:
+		return fmt.Errorf("metadata.ownerReferences: want an object at offset %d: %w", s.i, errJSON)
+	}
+	return s.object(func(key []byte) error {
+		switch string(key) {
+		case "kind":
+			return s.stringInto(&r.Kind)
+		case "name":
+			return s.stringInto(&r.Name)
+		case "controller":
+			switch s.peek() {
+			case 't':
+				r.Controller = &trueVal
+				return s.literal(trueLit)
+			case 'f':
+				r.Controller = &falseVal
+				return s.literal(falseLit)
+			case 'n':
+				r.Controller = nil
+				return s.literal(nullLit)
+			}
+			return fmt.Errorf("metadata.ownerReferences.controller: want a bool at offset %d: %w", s.i, errJSON)
+		default:
+			return s.value()
+		}
+	})
+}
+
+// trueVal and falseVal back ownerRef.Controller; never written through.
+var trueVal, falseVal = true, false
 
 // spec scans the spec object for hostNetwork (a bool or null).
 func (s *scanner) spec(p *podView) error {

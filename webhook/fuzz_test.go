@@ -111,6 +111,10 @@ func FuzzPodMetadata(f *testing.F) {
 func FuzzDecodePod(f *testing.F) {
 	f.Add([]byte(`{"kind":"Pod","metadata":{"name":"p","labels":{"a":"b"},"ownerReferences":[{"kind":"ReplicaSet","name":"r","controller":true}]},"spec":{"hostNetwork":true,"containers":[{"name":"c","ports":[{"containerPort":80}]}]},"status":{}}`))
 	f.Add([]byte(`{"meta\u0064ata":{"name":"x"},"spec":null}`))
+	// ownerReferences: a repeated key merges into the elements, null keeps one.
+	f.Add([]byte(`{"metadata":{"ownerReferences":[{"kind":"A","name":"x","controller":true},{"kind":"B"}],"ownerReferences":[{"name":"y","controller":null},null]}}`))
+	f.Add([]byte(`{"metadata":{"ownerReferences":[{"kind":"A"}],"ownerReferences":[],"ownerReferences":null}}`))
+	f.Add([]byte(`{"metadata":{"ownerReferences":[{"kind":5}]}}`))
 	f.Add([]byte(`{"metadata":{"annotations":{"k":"v\"\\/\u00e9"}},"spec":{"hostNetwork":null,"x":[1,-2.5e+3,true,false,null,{}]}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got, gotErr := decodePod(raw)

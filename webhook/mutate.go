@@ -30,12 +30,19 @@ type podView struct {
 }
 
 type podMeta struct {
-	Name            string                  `json:"name,omitempty"`
-	GenerateName    string                  `json:"generateName,omitempty"`
-	Namespace       string                  `json:"namespace,omitempty"`
-	Labels          map[string]string       `json:"labels,omitempty"`
-	Annotations     map[string]string       `json:"annotations,omitempty"`
-	OwnerReferences []metav1.OwnerReference `json:"ownerReferences,omitempty"`
+	Name            string            `json:"name,omitempty"`
+	GenerateName    string            `json:"generateName,omitempty"`
+	Namespace       string            `json:"namespace,omitempty"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	Annotations     map[string]string `json:"annotations,omitempty"`
+	OwnerReferences []ownerRef        `json:"ownerReferences,omitempty"`
+}
+
+// ownerRef is the part of a metav1.OwnerReference the webhooks read.
+type ownerRef struct {
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+	Controller *bool  `json:"controller,omitempty"`
 }
 
 func (p *podView) displayName() string {
@@ -118,6 +125,10 @@ type PodMutator struct {
 
 var _ admission.Handler = (*PodMutator)(nil)
 
+// metadataPath is a pod's metadata; field.Path values are never changed,
+// only extended into new ones.
+var metadataPath = field.NewPath("metadata")
+
 // Handle implements admission.Handler.
 func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	if req.Operation != admissionv1.Create || req.SubResource != "" {
@@ -138,7 +149,7 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		nsName = pod.Metadata.Namespace
 	}
 	ns := in.namespace(ctx, nsName)
-	if errs := policies.ValidatePodMeshMetadata(field.NewPath("metadata"), pod.Metadata.Labels, pod.Metadata.Annotations); len(errs) > 0 {
+	if errs := policies.ValidatePodMeshMetadata(metadataPath, pod.Metadata.Labels, pod.Metadata.Annotations); len(errs) > 0 {
 		// Leave the pod as the user wrote it: the validating webhook rejects it
 		// naming the field; deciding would paper over the contradiction.
 		return withWarnings(admission.Allowed("no decision: invalid mesh metadata"),

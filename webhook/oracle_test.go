@@ -1,6 +1,10 @@
 package webhook
 
-import "gomodules.xyz/jsonpatch/v2"
+import (
+	"strings"
+
+	"gomodules.xyz/jsonpatch/v2"
+)
 
 // The reference implementation patchWriter is checked against: the same
 // operations as jsonpatch values, marshalled by encoding/json.
@@ -35,4 +39,12 @@ func mapPatch(path string, orig, set map[string]string, remove []string) []jsonp
 		}
 	}
 	return ops
+}
+
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
+// escapePointer escapes one JSON pointer token (RFC 6901): the reference
+// for patchWriter's appendPointerToken.
+func escapePointer(s string) string {
+	return pointerEscaper.Replace(s)
 }

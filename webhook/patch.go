@@ -22,12 +22,13 @@ func (w *patchWriter) op(op, path, key string, value *string) {
 	w.n++
 	w.b = append(w.b, `{"op":`...)
 	w.b = appendJSONString(w.b, op)
-	w.b = append(w.b, `,"path":`...)
-	if key == "" {
-		w.b = appendJSONString(w.b, path)
-	} else {
-		w.b = appendJSONString(w.b, path+"/"+escapePointer(key))
+	w.b = append(w.b, `,"path":"`...)
+	w.b = appendJSONBody(w.b, path)
+	if key != "" {
+		w.b = append(w.b, '/')
+		w.b = appendPointerToken(w.b, key)
 	}
+	w.b = append(w.b, '"')
 	if value != nil {
 		w.b = append(w.b, `,"value":`...)
 		w.b = appendJSONString(w.b, *value)
@@ -92,10 +93,33 @@ func (w *patchWriter) done() []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// appendPointerToken appends key escaped as a JSON pointer token (RFC 6901:
+// "~" as "~0", "/" as "~1") and then as JSON string content.
+func appendPointerToken(b []byte, key string) []byte {
+	start := 0
+	for i := 0; i < len(key); i++ {
+		switch key[i] {
+		case '~':
+			b = append(appendJSONBody(b, key[start:i]), '~', '0')
+			start = i + 1
+		case '/':
+			b = append(appendJSONBody(b, key[start:i]), '~', '1')
+			start = i + 1
+		}
+	}
+	return appendJSONBody(b, key[start:])
+}
+
 // appendJSONString appends s as a JSON string, escaping like encoding/json
 // (invalid UTF-8 becomes U+FFFD).
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
+	b = appendJSONBody(b, s)
+	return append(b, '"')
+}
+
+// appendJSONBody appends the content of s as a JSON string, without quotes.
+func appendJSONBody(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -142,6 +166,5 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 		i += size
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, s[start:]...)
 }

@@ -1,9 +1,6 @@
 package webhook
 
-import (
-	"sort"
-	"strings"
-)
+import "sort"
 
 func sortedKeys(m map[string]string) []string {
 	if len(m) == 0 {
@@ -17,12 +14,3 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
-
-// escapePointer escapes one JSON pointer token (RFC 6901).
-func escapePointer(s string) string {
-	if !strings.ContainsAny(s, "~/") {
-		return s
-	}
-	return pointerEscaper.Replace(s)
-}
