@@ -35,6 +35,7 @@ func main() {
 	rounds := flag.Int("rounds", 8, "alternating rounds (1-50)")
 	dur := flag.Duration("run", 400*time.Millisecond, "length of one measured run (50ms-5s)")
 	empty := flag.Bool("empty", false, "attach do-nothing programs instead of the agent's: the cost of the hook points alone")
+	flag.StringVar(&emptyHooks, "empty-hooks", "sockops,ingress,egress", "with -empty: the hook points that get a do-nothing program (comma-separated: sockops, ingress, egress)")
 	costOnly := flag.Bool("cost-only", false, "only measure the programs' run time per run and per operation (no alternating rounds)")
 	rss := flag.Bool("rss", false, "measure the agent's RSS with -cgroups cgroups tracked instead")
 	cgroups := flag.Int("cgroups", 1000, "cgroups to track for -rss (1-10000)")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -334,7 +335,10 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-var emptyLinks []link.Link
+var (
+	emptyLinks []link.Link
+	emptyHooks string
+)
 
 // attachEmpty attaches do-nothing sock_ops and cgroup_skb programs: with
 // -empty the benchmark measures what the hook points alone cost.
@@ -342,7 +346,11 @@ func attachEmpty(cg string) error {
 	for _, p := range []struct {
 		t  ebpf.ProgramType
 		at ebpf.AttachType
-	}{{ebpf.SockOps, ebpf.AttachCGroupSockOps}, {ebpf.CGroupSKB, ebpf.AttachCGroupInetIngress}, {ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress}} {
+		name string
+	}{{ebpf.SockOps, ebpf.AttachCGroupSockOps, "sockops"}, {ebpf.CGroupSKB, ebpf.AttachCGroupInetIngress, "ingress"}, {ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress, "egress"}} {
+		if !slices.Contains(strings.Split(emptyHooks, ","), p.name) {
+			continue
+		}
 		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 			Type: p.t, License: "MIT",
 			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()},

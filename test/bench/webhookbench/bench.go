@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +20,9 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/webhook"
@@ -79,9 +85,19 @@ func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 		if err := e.install(ctx, v); err != nil {
 			return createResult{}, err
 		}
+		var prof chan error
+		if c.apiProfile != "" && i < 3 {
+			prof = make(chan error, 1)
+			go func() { prof <- e.profileAPIServer(ctx, filepath.Join(c.apiProfile, strings.TrimSpace(v.String())+".pprof"), 5) }()
+		}
 		d, undecided, err := createRound(ctx, e, c, i)
 		if err != nil {
 			return createResult{}, err
+		}
+		if prof != nil {
+			if err := <-prof; err != nil {
+				return createResult{}, err
+			}
 		}
 		if v == variantMeshshift && undecided > 0 {
 			return createResult{}, fmt.Errorf("%d pods admitted without a decision in a meshshift round", undecided)
@@ -351,4 +367,26 @@ func checkReview(b []byte, wantPatch bool) error {
 		return errors.New("meshshift answered without a patch")
 	}
 	return nil
+}
+
+// profileAPIServer writes the API server's CPU profile over the next secs
+// seconds to path (the create round must last at least that long).
+func (e *env) profileAPIServer(ctx context.Context, path string, secs int) error {
+	rc, err := rest.RESTClientFor(e.profileConfig())
+	if err != nil {
+		return fmt.Errorf("api server profile client: %w", err)
+	}
+	b, err := rc.Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(secs)).
+		Timeout(time.Duration(secs+30) * time.Second).DoRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("api server profile: %w", err)
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+func (e *env) profileConfig() *rest.Config {
+	cfg := rest.CopyConfig(e.cluster.Config)
+	cfg.GroupVersion = &schema.GroupVersion{}
+	cfg.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
+	return cfg
 }
