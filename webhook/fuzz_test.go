@@ -26,7 +26,7 @@ func fuzzHandlers(t testing.TB) map[string]http.Handler {
 	in := testInputs(t, []*v1alpha1.DataplanePolicy{strict}, nsMode("shop", "ambient"), ns("dev", nil, nil),
 		activeMigration("m", v1alpha1.WaveBaking, "shop"))
 	return map[string]http.Handler{
-		"mutate-pod":   &admission.Webhook{Handler: &PodMutator{Inputs: in}},
+		"mutate-pod":   &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review},
 		"validate-pod": &admission.Webhook{Handler: &PodValidator{Inputs: in}},
 		"validate-ns":  &admission.Webhook{Handler: &NamespaceValidator{Inputs: in, MigratorUsername: "system:serviceaccount:x:y"}},
 		"validate-dpp": &admission.Webhook{Handler: DataplanePolicyValidator{}},

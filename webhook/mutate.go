@@ -131,11 +131,21 @@ var metadataPath = field.NewPath("metadata")
 
 // Handle implements admission.Handler.
 func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if req.Operation != admissionv1.Create || req.SubResource != "" {
+	return m.mutate(ctx, string(req.Operation), req.SubResource, req.Namespace, req.Object.Raw)
+}
+
+// Review is the mutator as a ReviewFunc: what the webhook server runs, under
+// a ReviewHandler.
+func (m *PodMutator) Review(ctx context.Context, req *ReviewRequest) admission.Response {
+	return m.mutate(ctx, req.Operation, req.SubResource, req.Namespace, req.Object)
+}
+
+func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace string, raw []byte) admission.Response {
+	if op != string(admissionv1.Create) || subResource != "" {
 		return admission.Allowed("")
 	}
 	start := time.Now()
-	pod, err := decodePod(req.Object.Raw)
+	pod, err := decodePod(raw)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
@@ -144,7 +154,7 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		return withWarnings(admission.Allowed("no decision: meshshift's caches are not synced yet"),
 			[]string{"meshshift: no dataplane decision, caches not synced yet; the missed-decision detector will report this pod"})
 	}
-	nsName := req.Namespace
+	nsName := namespace
 	if nsName == "" {
 		nsName = pod.Metadata.Namespace
 	}

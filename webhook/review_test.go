@@ -1,0 +1,184 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
+
+	"github.com/meshshift/meshshift/api/v1alpha1"
+)
+
+// serve posts body to h as the API server does and decodes the answer.
+func serve(t testing.TB, h http.Handler, body []byte, contentType string) (int, admissionv1.AdmissionReview) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+		t.Fatalf("answer is no AdmissionReview (%v): %s", err, rec.Body.Bytes())
+	}
+	return rec.Code, out
+}
+
+func reviewOf(t testing.TB, apiVersion string, r admissionv1.AdmissionRequest) []byte {
+	return mustJSON(t, &admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "AdmissionReview"}, Request: &r})
+}
+
+// TestReviewHandlerAgreesWithWebhook serves the pod mutator both ways — as
+// the server does (ReviewHandler) and through controller-runtime's
+// admission.Webhook — and expects the same answer for every kind of review.
+func TestReviewHandlerAgreesWithWebhook(t *testing.T) {
+	in := testInputs(t, []*v1alpha1.DataplanePolicy{benchPolicy}, nsMode("shop", "ambient"), ns("bench", nil, nil))
+	m := &PodMutator{Inputs: in}
+	fast := &ReviewHandler{Func: m.Review}
+	generic := &admission.Webhook{Handler: m}
+
+	pod := testPod("web-1", "shop", map[string]string{"app": "web"}, nil)
+	pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d", UID: "u", Controller: ptr.To(true)}}
+	contradiction := testPod("web-2", "shop", map[string]string{"sidecar.istio.io/inject": "true", "istio.io/dataplane-mode": "ambient"}, nil)
+	create := func(obj []byte) admissionv1.AdmissionRequest {
+		return request(admissionv1.Create, "Pod", "pods", "shop", obj, nil).AdmissionRequest
+	}
+	dry := create(mustJSON(t, pod))
+	dry.DryRun = ptr.To(true)
+	update := request(admissionv1.Update, "Pod", "pods", "shop", mustJSON(t, pod), mustJSON(t, pod)).AdmissionRequest
+	sub := create(mustJSON(t, pod))
+	sub.SubResource = "status"
+	cases := map[string][]byte{
+		"decided":              reviewOf(t, "admission.k8s.io/v1", create(mustJSON(t, pod))),
+		"v1beta1":              reviewOf(t, "admission.k8s.io/v1beta1", create(mustJSON(t, pod))),
+		"dry run":              reviewOf(t, "admission.k8s.io/v1", dry),
+		"update":               reviewOf(t, "admission.k8s.io/v1", update),
+		"subresource":          reviewOf(t, "admission.k8s.io/v1", sub),
+		"contradicting labels": reviewOf(t, "admission.k8s.io/v1", create(mustJSON(t, contradiction))),
+		"object not a pod":     reviewOf(t, "admission.k8s.io/v1", create([]byte(`{"metadata":"x"}`))),
+		"api server review":    benchReview(t),
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			codeF, f := serve(t, fast, body, "application/json")
+			codeG, g := serve(t, generic, body, "application/json")
+			if codeF != codeG {
+				t.Errorf("HTTP status %d, admission.Webhook %d", codeF, codeG)
+			}
+			if f.APIVersion != g.APIVersion || f.Kind != g.Kind {
+				t.Errorf("answer is %s %s, admission.Webhook's %s %s", f.APIVersion, f.Kind, g.APIVersion, g.Kind)
+			}
+			if !reflect.DeepEqual(f.Response, g.Response) {
+				t.Errorf("answer\n%+v\nadmission.Webhook's\n%+v", f.Response, g.Response)
+			}
+			if f.Response.UID == "" {
+				t.Errorf("answer without the request's UID")
+			}
+		})
+	}
+}
+
+// TestReviewHandlerRejectsBadRequests: what cannot be read is answered with
+// an error naming what is wrong, never a panic or a half answer.
+func TestReviewHandlerRejectsBadRequests(t *testing.T) {
+	called := false
+	h := &ReviewHandler{Func: func(context.Context, *ReviewRequest) admission.Response {
+		called = true
+		return admission.Allowed("")
+	}}
+	good := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","object":{}}}`
+	cases := []struct {
+		name, body, contentType string
+		code                    int32
+		want                    string
+	}{
+		{"empty body", "", "application/json", http.StatusBadRequest, "request body is empty"},
+		{"content type", good, "text/plain", http.StatusBadRequest, "contentType=text/plain, expected application/json"},
+		{"not JSON", `{"apiVersion":`, "application/json", http.StatusBadRequest, "decode AdmissionReview"},
+		{"data after", good + "x", "application/json", http.StatusBadRequest, "data after the object"},
+		{"kind", strings.Replace(good, `"AdmissionReview"`, `"Pod"`, 1), "application/json", http.StatusBadRequest, `kind "Pod": want AdmissionReview`},
+		{"apiVersion", strings.Replace(good, "admission.k8s.io/v1", "admission.k8s.io/v2", 1), "application/json", http.StatusBadRequest,
+			`apiVersion "admission.k8s.io/v2": want admission.k8s.io/v1 or admission.k8s.io/v1beta1`},
+		{"no request", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, "application/json", http.StatusBadRequest, "request is missing"},
+		{"null request", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`, "application/json", http.StatusBadRequest, "request: want an object"},
+		{"uid type", strings.Replace(good, `"uid":"1"`, `"uid":1`, 1), "application/json", http.StatusBadRequest, "want a string"},
+		{"dryRun type", strings.Replace(good, `"uid":"1"`, `"dryRun":"yes"`, 1), "application/json", http.StatusBadRequest, "request.dryRun: want a bool"},
+		{"too large", `{"x":"` + strings.Repeat("a", maxReviewSize) + `"}`, "application/json", http.StatusRequestEntityTooLarge, "request entity is too large"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			called = false
+			_, out := serve(t, h, []byte(c.body), c.contentType)
+			r := out.Response
+			if r.Allowed || r.Result == nil || r.Result.Code != c.code || !strings.Contains(r.Result.Message, c.want) {
+				t.Fatalf("answer %+v, want code %d and a message with %q", r, c.code, c.want)
+			}
+			if called {
+				t.Fatal("the handler ran on an unreadable review")
+			}
+		})
+	}
+	if _, out := serve(t, h, []byte(good), "application/json"); !out.Response.Allowed || out.Response.UID != "1" || !called {
+		t.Fatalf("good review answered %+v", out.Response)
+	}
+}
+
+func TestReviewHandlerRecoversPanic(t *testing.T) {
+	h := &ReviewHandler{Func: func(context.Context, *ReviewRequest) admission.Response { panic("boom") }}
+	body := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"7"}}`
+	_, out := serve(t, h, []byte(body), "application/json")
+	if r := out.Response; r.Allowed || r.UID != "7" || r.Result.Code != http.StatusInternalServerError || !strings.Contains(r.Result.Message, "panic: boom") {
+		t.Fatalf("answer %+v", r)
+	}
+}
+
+// FuzzDecodeReview: decodeReview never panics, and on valid JSON it agrees
+// with decoding into admissionv1.AdmissionReview (case-sensitive, as the
+// admission.Webhook decoder) on every field it reads.
+func FuzzDecodeReview(f *testing.F) {
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","namespace":"shop","name":"p","dryRun":true,"object":{"metadata":{"name":"p"}}}}`))
+	f.Add([]byte(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{"object":null,"dryRun":null,"subResource":"status","UID":"x"},"request":{"uid":"\u0031"}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":[1,{"a":"}"}],"object":null,"dryRun":true,"dryRun":null}}`))
+	f.Add(benchReview(f))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := decodeReview(data)
+		if !json.Valid(data) {
+			return
+		}
+		var want admissionv1.AdmissionReview
+		wantErr := sigsjson.UnmarshalCaseSensitivePreserveInts(data, &want)
+		readable := wantErr == nil && want.Request != nil && want.Kind == "AdmissionReview" &&
+			(want.APIVersion == "admission.k8s.io/v1" || want.APIVersion == "admission.k8s.io/v1beta1")
+		if err != nil {
+			if readable && !bytes.Contains(data, []byte(`"request":null`)) {
+				t.Fatalf("decodeReview: %v; the full decode read %+v", err, want.Request)
+			}
+			return
+		}
+		if !readable {
+			t.Fatalf("decodeReview read %+v; the full decode: %v, %+v", got, wantErr, want)
+		}
+		r := want.Request
+		if got.req.UID != string(r.UID) || got.req.Operation != string(r.Operation) || got.req.SubResource != r.SubResource ||
+			got.req.Namespace != r.Namespace || got.req.Name != r.Name || got.req.DryRun != ptr.Deref(r.DryRun, false) ||
+			!bytes.Equal(got.req.Object, r.Object.Raw) || "admission.k8s.io/"+got.version != want.APIVersion {
+			t.Fatalf("decodeReview %+v, full decode %+v", got.req, r)
+		}
+	})
+}
+
+// BenchmarkServeNoopReview is a no-op handler under ReviewHandler: the
+// baseline of BenchmarkServeMutatePod (same stack).
+func BenchmarkServeNoopReview(b *testing.B) {
+	benchServe(b, &ReviewHandler{Func: func(context.Context, *ReviewRequest) admission.Response { return admission.Allowed("") }}, benchReview(b))
+}
