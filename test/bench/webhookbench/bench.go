@@ -15,11 +15,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -88,7 +87,9 @@ func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 		var prof chan error
 		if c.apiProfile != "" && i < 3 {
 			prof = make(chan error, 1)
-			go func() { prof <- e.profileAPIServer(ctx, filepath.Join(c.apiProfile, strings.TrimSpace(v.String())+".pprof"), 5) }()
+			go func() {
+				prof <- e.profileAPIServer(ctx, filepath.Join(c.apiProfile, strings.TrimSpace(v.String())+".pprof"), 5)
+			}()
 		}
 		d, undecided, err := createRound(ctx, e, c, i)
 		if err != nil {
@@ -145,36 +146,26 @@ type directResult struct {
 	p99        time.Duration
 }
 
-// reviewBody is the AdmissionReview the API server would send for benchPod.
-func reviewBody() ([]byte, error) {
-	pod := benchPod("")
-	pod.Name = "checkout-7d9f8c6b5-x2x9q"
-	pod.APIVersion, pod.Kind = "v1", "Pod"
-	raw, err := json.Marshal(pod)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(&admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID: "7f1c0e8e-1111-2222-3333-444455556666", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: benchNamespace,
-			Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
-		},
-	})
-}
-
 // benchDirect sends reviews straight to the server with each variant.
 func benchDirect(ctx context.Context, e *env, c config) (directResult, error) {
-	body, err := reviewBody()
+	body, err := e.apiServerReview(ctx)
 	if err != nil {
 		return directResult{}, err
+	}
+	if c.dumpReview != "" {
+		var out bytes.Buffer
+		if err := json.Indent(&out, body, "", "  "); err != nil {
+			return directResult{}, fmt.Errorf("indent review: %w", err)
+		}
+		if err := os.WriteFile(c.dumpReview, append(out.Bytes(), '\n'), 0o644); err != nil {
+			return directResult{}, fmt.Errorf("write review: %w", err)
+		}
 	}
 	tr := &http.Transport{TLSClientConfig: e.tls, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: c.concurrency}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	base := "https://127.0.0.1:" + strconv.Itoa(e.port)
-	fmt.Printf("webhook bench (b): %d AdmissionReviews (%d bytes) per round over HTTPS on 127.0.0.1, %d concurrent, %d rounds per variant\n",
+	fmt.Printf("webhook bench (b): %d AdmissionReviews (%d bytes, as the API server sent it for the bench pod) per round over HTTPS on 127.0.0.1, %d concurrent, %d rounds per variant\n",
 		c.reviews, len(body), c.concurrency, c.rounds)
 	// Wait for the webhook's caches (a decided answer), then warm up.
 	deadline := time.Now().Add(30 * time.Second)
@@ -200,7 +191,9 @@ func benchDirect(ctx context.Context, e *env, c config) (directResult, error) {
 		if noop {
 			path = pathNoopMutate
 		}
+		cpu0 := cpuTime()
 		r, err := reviewRound(ctx, hc, base+path, body, c, c.reviews, !noop)
+		cpuPer := (cpuTime() - cpu0) / time.Duration(c.reviews)
 		if err != nil {
 			return directResult{}, err
 		}
@@ -208,7 +201,8 @@ func benchDirect(ctx context.Context, e *env, c config) (directResult, error) {
 		if !noop {
 			lat = append(lat, r.lat...)
 		}
-		fmt.Printf("  round %d %s %8.0f reviews/s  p50 %.2f ms  p99 %.2f ms\n", i, name(noop), r.rps, ms(pct(r.lat, 50)), ms(pct(r.lat, 99)))
+		fmt.Printf("  round %d %s %8.0f reviews/s  p50 %.2f ms  p99 %.2f ms  cpu %.0f us/review (server and load generator)\n",
+			i, name(noop), r.rps, ms(pct(r.lat, 50)), ms(pct(r.lat, 99)), float64(cpuPer.Nanoseconds())/1000)
 	}
 	out := directResult{ratio: median(rps[false]) / median(rps[true])}
 	fmt.Printf("  median    noop %.0f reviews/s  meshshift %.0f reviews/s (closed loop, p99 %.2f ms)  direct_ratio %.3f (goal >= 0.90)\n",
@@ -389,4 +383,14 @@ func (e *env) profileConfig() *rest.Config {
 	cfg.GroupVersion = &schema.GroupVersion{}
 	cfg.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
 	return cfg
+}
+
+// cpuTime is this process's user plus system CPU time: the webhook server and
+// the load generator both run here.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"time"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,8 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-
-	"gomodules.xyz/jsonpatch/v2"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/signals"
@@ -34,18 +34,20 @@ const (
 	pathNoopMutate   = "/noop-mutate"
 	pathNoopValidate = "/noop-validate"
 	pathLabelMutate  = "/label-mutate"
+	pathCapture      = "/capture-mutate"
 	labelKey         = "bench.meshshift.io/label"
 	benchNamespace   = "bench"
 )
 
 type env struct {
-	cluster *harness.Cluster
-	port    int
-	w       *webhook.Webhooks
-	tls     *tls.Config
-	bundle  []byte
-	cancel  context.CancelFunc
-	done    chan error
+	captured chan admission.Request // what the API server sent to pathCapture
+	cluster  *harness.Cluster
+	port     int
+	w        *webhook.Webhooks
+	tls      *tls.Config
+	bundle   []byte
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 func startEnv(ctx context.Context) (*env, error) {
@@ -110,15 +112,33 @@ func (e *env) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("set up webhooks: %w", err)
 	}
+	// The no-op handlers run on the stack of the meshshift handler they
+	// stand in for: webhook.ReviewHandler for the pod mutator,
+	// admission.Webhook for the validators.
 	noop := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })
-	e.w.Server.Register(pathNoopMutate, &admission.Webhook{Handler: noop})
+	e.w.Server.Register(pathNoopMutate, &webhook.ReviewHandler{Func: func(context.Context, *webhook.ReviewRequest) admission.Response {
+		return admission.Allowed("")
+	}})
 	e.w.Server.Register(pathNoopValidate, &admission.Webhook{Handler: noop})
 	// A webhook that only adds one label: what any patching webhook costs the
 	// API server (apply the patch, decode the pod again), for comparison.
-	label := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
-		return admission.Patched("", jsonpatch.JsonPatchOperation{Operation: "add", Path: "/metadata/labels/bench.meshshift.io~1label", Value: "x"})
+	labelPatch := []byte(`[{"op":"add","path":"/metadata/labels/bench.meshshift.io~1label","value":"x"}]`)
+	label := func(context.Context, *webhook.ReviewRequest) admission.Response {
+		pt := admissionv1.PatchTypeJSONPatch
+		return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true, PatchType: &pt, Patch: labelPatch}}
+	}
+	e.w.Server.Register(pathLabelMutate, &webhook.ReviewHandler{Func: label})
+	// Keeps the first review the API server sends (the direct benchmark
+	// replays it) and allows it.
+	e.captured = make(chan admission.Request, 1)
+	capture := admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
+		select {
+		case e.captured <- req:
+		default:
+		}
+		return admission.Allowed("")
 	})
-	e.w.Server.Register(pathLabelMutate, &admission.Webhook{Handler: label})
+	e.w.Server.Register(pathCapture, &admission.Webhook{Handler: capture})
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan error, 1)
 	go func() { e.done <- mgr.Start(runCtx) }()
@@ -169,10 +189,11 @@ const (
 	variantNoop      variant = iota // no-op mutating and validating handlers
 	variantLabel                    // a one-label patch, no-op validation
 	variantMeshshift                // meshshift's handlers
+	variantCapture                  // the capturing mutating handler, no-op validation
 )
 
 func (v variant) String() string {
-	return [...]string{"noop     ", "one-label", "meshshift"}[v]
+	return [...]string{"noop     ", "one-label", "meshshift", "capture  "}[v]
 }
 
 // install creates the shipped configurations, pointed at the variant's
@@ -191,8 +212,11 @@ func (e *env) install(ctx context.Context, v variant) error {
 		cc.CABundle = e.bundle // trusted from the first call
 	}
 	mutPath := pathNoopMutate
-	if v == variantLabel {
+	switch v {
+	case variantLabel:
 		mutPath = pathLabelMutate
+	case variantCapture:
+		mutPath = pathCapture
 	}
 	for i := range mut.Webhooks {
 		point(&mut.Webhooks[i].ClientConfig, mutPath)
@@ -224,7 +248,14 @@ func (e *env) install(ctx context.Context, v variant) error {
 		_, decided := pod.Annotations[v1alpha1.AnnotationDecision]
 		_, labelled := pod.Labels[labelKey]
 		if err == nil && decided == (v == variantMeshshift) && labelled == (v == variantLabel) {
-			return nil
+			if v != variantCapture {
+				return nil
+			}
+			select {
+			case <-e.captured: // the probe's review: the configuration is in effect
+				return nil
+			default:
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("configuration %s not in effect after 30s (last error %w)", v, err)
@@ -266,4 +297,35 @@ func benchPod(generateName string) *corev1.Pod {
 			},
 		},
 	}
+}
+
+// apiServerReview creates benchPod through the API server with the capturing
+// webhook installed and returns the AdmissionReview the API server sent for
+// it: the pod as the API server has it at that point (defaults, the service
+// account token volume, managedFields), the user, the options.
+func (e *env) apiServerReview(ctx context.Context) ([]byte, error) {
+	if err := e.install(ctx, variantCapture); err != nil {
+		return nil, err
+	}
+	for len(e.captured) > 0 {
+		<-e.captured
+	}
+	pod := benchPod("")
+	pod.Name = "checkout-7d9f8c6b5-x2x9q"
+	if err := e.cluster.Client.Create(ctx, pod); err != nil {
+		return nil, fmt.Errorf("create the captured pod: %w", err)
+	}
+	var req admission.Request
+	select {
+	case req = <-e.captured:
+	case <-time.After(30 * time.Second):
+		return nil, errors.New("the API server sent no review to the capturing webhook")
+	}
+	if err := e.cluster.Client.Delete(ctx, pod); err != nil {
+		return nil, fmt.Errorf("delete the captured pod: %w", err)
+	}
+	return json.Marshal(&admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request:  &req.AdmissionRequest,
+	})
 }

@@ -41,6 +41,7 @@ type config struct {
 	skipCreates  bool
 	skipDirect   bool
 	apiProfile   string
+	dumpReview   string
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the direct benchmark (b) to this file")
 	flag.BoolVar(&c.skipCreates, "skip-creates", false, "skip benchmark (a); the last line then reports create_ratio=NaN")
 	flag.BoolVar(&c.skipDirect, "skip-direct", false, "skip benchmark (b); the last line then reports direct_ratio=NaN")
+	flag.StringVar(&c.dumpReview, "dump-review", "", "also write the AdmissionReview the API server sent for the bench pod (what benchmark (b) replays) to this file")
 	flag.StringVar(&c.apiProfile, "apiserver-profile", "", "write the API server's CPU profile of each variant's first create round to this folder (<variant>.pprof)")
 	flag.Parse()
 	if err := run(c); err != nil {
