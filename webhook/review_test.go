@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -181,4 +182,15 @@ func FuzzDecodeReview(f *testing.F) {
 // baseline of BenchmarkServeMutatePod (same stack).
 func BenchmarkServeNoopReview(b *testing.B) {
 	benchServe(b, &ReviewHandler{Func: func(context.Context, *ReviewRequest) admission.Response { return admission.Allowed("") }}, benchReview(b))
+}
+
+// TestReadBody: a Content-Length that is wrong either way still reads the
+// whole body.
+func TestReadBody(t *testing.T) {
+	for _, n := range []int64{-1, 0, 3, 6, 7, 100} {
+		got, err := readBody(&io.LimitedReader{R: strings.NewReader("abcdef"), N: maxReviewSize}, n)
+		if err != nil || string(got) != "abcdef" {
+			t.Errorf("content length %d: read %q, %v", n, got, err)
+		}
+	}
 }
