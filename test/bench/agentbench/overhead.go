@@ -128,55 +128,52 @@ func runOverhead(rounds int, d time.Duration, empty, costOnly bool) (err error) 
 	defer rrSrv.close()
 	wls := []workload{{"stream", streamSrv, stream}, {"rr", rrSrv, rr}, {"crr", rrSrv, crr}}
 
-	ratios := map[string][]float64{}
-	best := map[string][2]float64{} // best run without, with
-	cpuPer := map[bool]map[string]float64{true: {}, false: {}}
-	work := map[bool]map[string]float64{true: {}, false: {}}
+	// Each round runs every workload without programs (off), with the
+	// agent's (agent) and with do-nothing programs at the same hooks (hooks):
+	// hooks/off is what attaching anything there costs, the floor under
+	// agent/off. The order rotates from round to round. With -empty the
+	// agent's programs are left out.
+	modes := []mode{modeOff, modeAgent, modeHooks}
+	if empty {
+		modes = []mode{modeOff, modeHooks}
+	}
+	best := map[mode]map[string]float64{} // best run per mode and workload
+	results := map[mode]map[string][]float64{}
+	cpuPer := map[mode]map[string]float64{}
+	work := map[mode]map[string]float64{}
+	for _, m := range modes {
+		best[m], results[m], cpuPer[m], work[m] = map[string]float64{}, map[string][]float64{}, map[string]float64{}, map[string]float64{}
+	}
 	if costOnly {
 		rounds = 0
 	}
 	for r := range rounds {
-		res := map[bool]map[string]float64{true: {}, false: {}}
-		order := []bool{false, true}
-		if r%2 == 1 {
-			order = []bool{true, false}
-		}
 		for _, w := range wls {
-			for _, on := range order {
-				if on {
-					if empty {
-						if err := attachEmpty(cg); err != nil {
-							return err
-						}
-					} else if _, err := objs.AttachCgroup(cg); err != nil {
-						return err
-					}
+			for i := range modes {
+				m := modes[(i+r)%len(modes)]
+				if err := attach(m, objs, cg); err != nil {
+					return err
 				}
 				cpu0 := cpuTime()
 				v, err := w.run(w.srv.addr(), d)
 				// CPU time of this process per unit of work (both ends and
 				// loopback's softirq run here): less sensitive to other
 				// tenants than throughput.
-				cpuPer[on][w.name] += (cpuTime() - cpu0).Seconds()
-				work[on][w.name] += v * d.Seconds()
-				if on {
-					if empty {
-						err = errors.Join(err, detachEmpty())
-					} else {
-						err = errors.Join(err, objs.Detach())
-					}
-				}
-				if err != nil {
+				cpuPer[m][w.name] += (cpuTime() - cpu0).Seconds()
+				work[m][w.name] += v * d.Seconds()
+				if err = errors.Join(err, detach(m, objs)); err != nil {
 					return fmt.Errorf("%s run: %w", w.name, err)
 				}
-				res[on][w.name] = v
+				results[m][w.name] = append(results[m][w.name], v)
+				best[m][w.name] = max(best[m][w.name], v)
 			}
 		}
 		for _, w := range wls {
-			ratio := res[true][w.name] / res[false][w.name]
-			ratios[w.name] = append(ratios[w.name], ratio)
-			best[w.name] = [2]float64{max(best[w.name][0], res[false][w.name]), max(best[w.name][1], res[true][w.name])}
-			fmt.Printf("round %d %-6s off=%.0f/s on=%.0f/s ratio=%.3f\n", r+1, w.name, res[false][w.name], res[true][w.name], ratio)
+			line := fmt.Sprintf("round %d %-6s", r+1, w.name)
+			for _, m := range modes {
+				line += fmt.Sprintf(" %s=%.0f/s", m, results[m][w.name][r])
+			}
+			fmt.Println(line)
 		}
 	}
 	// Program cost: a separate phase with the kernel's run-time statistics
@@ -273,17 +270,66 @@ func runOverhead(rounds int, d time.Duration, empty, costOnly bool) (err error) 
 		fmt.Printf("agent: ns_per_run=%.0f\n", ns)
 		return nil
 	}
-	bestRatio := func(name string) float64 { return best[name][1] / best[name][0] }
-	for _, w := range wls {
-		cpuRatio := (cpuPer[false][w.name] / work[false][w.name]) / (cpuPer[true][w.name] / work[true][w.name])
-		fmt.Printf("%-6s median_of_paired_ratios=%.3f best_with/best_without=%.3f cpu_per_op_without/with=%.3f\n",
-			w.name, median(ratios[w.name]), bestRatio(w.name), cpuRatio)
-	}
 	// Other tenants of the machine only ever slow a run down, so the best run
-	// of each mode is the least disturbed estimate; the paired medians above
-	// are printed for comparison.
+	// of each mode is the least disturbed estimate; the medians of the
+	// per-round ratios are printed for comparison.
+	on := modeAgent
+	if empty {
+		on = modeHooks
+	}
+	ratio := func(a, b mode, name string) float64 { return best[a][name] / best[b][name] }
+	pairedMedian := func(a, b mode, name string) float64 {
+		var rs []float64
+		for i := range results[a][name] {
+			rs = append(rs, results[a][name][i]/results[b][name][i])
+		}
+		return median(rs)
+	}
+	for _, w := range wls {
+		cpuRatio := (cpuPer[modeOff][w.name] / work[modeOff][w.name]) / (cpuPer[on][w.name] / work[on][w.name])
+		line := fmt.Sprintf("%-6s %s/off best=%.3f median=%.3f cpu_per_op_off/%s=%.3f", w.name, on, ratio(on, modeOff, w.name),
+			pairedMedian(on, modeOff, w.name), on, cpuRatio)
+		if !empty {
+			line += fmt.Sprintf(" | hooks/off best=%.3f median=%.3f (do-nothing programs: the floor) | agent/hooks best=%.3f median=%.3f",
+				ratio(modeHooks, modeOff, w.name), pairedMedian(modeHooks, modeOff, w.name),
+				ratio(modeAgent, modeHooks, w.name), pairedMedian(modeAgent, modeHooks, w.name))
+		}
+		fmt.Println(line)
+	}
 	fmt.Printf("agent: stream_ratio=%.3f rr_ratio=%.3f crr_ratio=%.3f ns_per_run=%.0f\n",
-		bestRatio("stream"), bestRatio("rr"), bestRatio("crr"), ns)
+		ratio(on, modeOff, "stream"), ratio(on, modeOff, "rr"), ratio(on, modeOff, "crr"), ns)
+	return nil
+}
+
+// mode is what is attached to the benchmark's cgroup during a run.
+type mode int
+
+const (
+	modeOff   mode = iota // nothing
+	modeAgent             // the agent's programs
+	modeHooks             // do-nothing programs at the same hook points
+)
+
+func (m mode) String() string { return [...]string{"off", "agent", "hooks"}[m] }
+
+func attach(m mode, objs *bpf.Objects, cg string) error {
+	switch m {
+	case modeAgent:
+		_, err := objs.AttachCgroup(cg)
+		return err
+	case modeHooks:
+		return attachEmpty(cg)
+	}
+	return nil
+}
+
+func detach(m mode, objs *bpf.Objects) error {
+	switch m {
+	case modeAgent:
+		return objs.Detach()
+	case modeHooks:
+		return detachEmpty()
+	}
 	return nil
 }
 
@@ -344,8 +390,8 @@ var (
 // -empty the benchmark measures what the hook points alone cost.
 func attachEmpty(cg string) error {
 	for _, p := range []struct {
-		t  ebpf.ProgramType
-		at ebpf.AttachType
+		t    ebpf.ProgramType
+		at   ebpf.AttachType
 		name string
 	}{{ebpf.SockOps, ebpf.AttachCGroupSockOps, "sockops"}, {ebpf.CGroupSKB, ebpf.AttachCGroupInetIngress, "ingress"}, {ebpf.CGroupSKB, ebpf.AttachCGroupInetEgress, "egress"}} {
 		if !slices.Contains(strings.Split(emptyHooks, ","), p.name) {
