@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sigsjson "sigs.k8s.io/json"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 )
@@ -86,22 +85,6 @@ func BenchmarkServeValidatePod(b *testing.B) {
 	benchServe(b, &admission.Webhook{Handler: &PodValidator{Inputs: in}}, benchReview(b))
 }
 
-// BenchmarkDecodePod is decodePod alone on the review's pod.
-func BenchmarkDecodePod(b *testing.B) {
-	var r admissionv1.AdmissionReview
-	if err := json.Unmarshal(benchReview(b), &r); err != nil {
-		b.Fatal(err)
-	}
-	raw := r.Request.Object.Raw
-	b.ReportAllocs()
-	b.SetBytes(int64(len(raw)))
-	for i := 0; i < b.N; i++ {
-		if _, err := decodePod(raw); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkHandleMutatePod is the mutator's Handle alone (no HTTP, no review
 // decoding): what meshshift adds to the server's work per pod.
 func BenchmarkHandleMutatePod(b *testing.B) {
@@ -117,23 +100,6 @@ func BenchmarkHandleMutatePod(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if resp := m.Handle(ctx, req); len(resp.Patch) == 0 {
 			b.Fatal("no patch")
-		}
-	}
-}
-
-// BenchmarkDecodePodFull is the full decode decodePod replaces (its baseline).
-func BenchmarkDecodePodFull(b *testing.B) {
-	var r admissionv1.AdmissionReview
-	if err := json.Unmarshal(benchReview(b), &r); err != nil {
-		b.Fatal(err)
-	}
-	raw := r.Request.Object.Raw
-	b.ReportAllocs()
-	b.SetBytes(int64(len(raw)))
-	for i := 0; i < b.N; i++ {
-		var p podView
-		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &p); err != nil {
-			b.Fatal(err)
 		}
 	}
 }

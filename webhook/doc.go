@@ -34,7 +34,7 @@
 //
 // The pod mutator, which the API server waits on for every pod, is served by
 // ReviewHandler: one pass over the AdmissionReview that keeps the request
-// fields it reads and the object as raw JSON (decodePod then reads only the
+// fields it reads and the object as raw JSON (admjson.DecodePod then reads only the
 // pod's metadata and spec.hostNetwork), and an answer written without
 // reflection; it gives the answers of controller-runtime's admission.Webhook
 // (TestReviewHandlerAgreesWithWebhook) at a quarter of its cost. The

@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"testing"
 
 	jsonpatchv5 "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sigsjson "sigs.k8s.io/json"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 )
@@ -102,62 +100,6 @@ func FuzzPodMetadata(f *testing.F) {
 		}
 		if r := handle(val, request(admissionv1.Create, "Pod", "pods", namespace, patched, nil)); !r.Allowed {
 			t.Fatalf("validator rejects what the mutator wrote: %s\n%+v", patched, r.Result)
-		}
-	})
-}
-
-// FuzzDecodePod checks the one-pass decodePod against a full decode of the
-// same document: on valid JSON both succeed with equal results or both fail.
-func FuzzDecodePod(f *testing.F) {
-	f.Add([]byte(`{"kind":"Pod","metadata":{"name":"p","labels":{"a":"b"},"ownerReferences":[{"kind":"ReplicaSet","name":"r","controller":true}]},"spec":{"hostNetwork":true,"containers":[{"name":"c","ports":[{"containerPort":80}]}]},"status":{}}`))
-	f.Add([]byte(`{"meta\u0064ata":{"name":"x"},"spec":null}`))
-	// ownerReferences: a repeated key merges into the elements, null keeps one.
-	f.Add([]byte(`{"metadata":{"ownerReferences":[{"kind":"A","name":"x","controller":true},{"kind":"B"}],"ownerReferences":[{"name":"y","controller":null},null]}}`))
-	f.Add([]byte(`{"metadata":{"ownerReferences":[{"kind":"A"}],"ownerReferences":[],"ownerReferences":null}}`))
-	f.Add([]byte(`{"metadata":{"ownerReferences":[{"kind":5}]}}`))
-	f.Add([]byte(`{"metadata":{"annotations":{"k":"v\"\\/\u00e9"}},"spec":{"hostNetwork":null,"x":[1,-2.5e+3,true,false,null,{}]}}`))
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		got, gotErr := decodePod(raw)
-		if !json.Valid(raw) {
-			return
-		}
-		var want podView
-		wantErr := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &want)
-		if wantErr == nil && want.Metadata == nil {
-			wantErr = errJSON
-		}
-		if (gotErr == nil) != (wantErr == nil) {
-			t.Fatalf("decodePod error %v, full decode error %v, on %s", gotErr, wantErr, raw)
-		}
-		if gotErr == nil && !reflect.DeepEqual(got, &want) {
-			t.Fatalf("decodePod %+v, full decode %+v, on %s", got, &want, raw)
-		}
-	})
-}
-
-// FuzzEncodePatch checks patchWriter against encoding/json of the same
-// operations (mapPatch, the reference), byte for byte, on any keys and values
-// and on both an empty and a filled original map.
-func FuzzEncodePatch(f *testing.F) {
-	f.Add("sidecar.istio.io/inject", "true", "a~b/c", "<\u2028\"\\\x01\xff>", true)
-	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string, emptyOrig bool) {
-		orig := map[string]string{k2: "old", "keep": v1}
-		if emptyOrig {
-			orig = nil
-		}
-		set := map[string]string{k1: v1, "x/" + k2: v2}
-		remove := []string{k2, "absent"}
-		var w patchWriter
-		w.mapOps("/metadata/labels", orig, set, remove)
-		w.mapOps("/metadata/annotations", nil, map[string]string{k1: v2}, nil)
-		ops := mapPatch("/metadata/labels", orig, set, remove)
-		ops = append(ops, mapPatch("/metadata/annotations", nil, map[string]string{k1: v2}, nil)...)
-		want, err := json.Marshal(ops)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := w.done(); !bytes.Equal(got, want) {
-			t.Fatalf("patchWriter\n%s\njson.Marshal\n%s", got, want)
 		}
 	})
 }

@@ -17,50 +17,8 @@ import (
 
 	"github.com/meshshift/meshshift/policies"
 	"github.com/meshshift/meshshift/signals"
+	"github.com/meshshift/meshshift/webhook/internal/admjson"
 )
-
-// podView is the part of a Pod the webhooks read. Decoding only this (instead
-// of a full corev1.Pod) keeps the admission path cheap; every field it writes is
-// under metadata.labels and metadata.annotations.
-type podView struct {
-	Metadata *podMeta `json:"metadata"`
-	Spec     struct {
-		HostNetwork bool `json:"hostNetwork,omitempty"`
-	} `json:"spec"`
-}
-
-type podMeta struct {
-	Name            string            `json:"name,omitempty"`
-	GenerateName    string            `json:"generateName,omitempty"`
-	Namespace       string            `json:"namespace,omitempty"`
-	Labels          map[string]string `json:"labels,omitempty"`
-	Annotations     map[string]string `json:"annotations,omitempty"`
-	OwnerReferences []ownerRef        `json:"ownerReferences,omitempty"`
-}
-
-// ownerRef is the part of a metav1.OwnerReference the webhooks read.
-type ownerRef struct {
-	Kind       string `json:"kind"`
-	Name       string `json:"name"`
-	Controller *bool  `json:"controller,omitempty"`
-}
-
-func (p *podView) displayName() string {
-	if p.Metadata.Name != "" {
-		return p.Metadata.Name
-	}
-	return p.Metadata.GenerateName
-}
-
-func (p *podView) controller() (kind, name string) {
-	for i := range p.Metadata.OwnerReferences {
-		o := &p.Metadata.OwnerReferences[i]
-		if o.Controller != nil && *o.Controller {
-			return o.Kind, o.Name
-		}
-	}
-	return "", ""
-}
 
 // Inputs are the caches every handler reads. Only Cache and Policies are
 // required; a nil source means "no data" and is passed to Decide as such.
@@ -145,7 +103,7 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 		return admission.Allowed("")
 	}
 	start := time.Now()
-	pod, err := decodePod(raw)
+	pod, err := admjson.DecodePod(raw)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
@@ -166,28 +124,29 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 			[]string{"meshshift: no dataplane decision: " + errs.ToAggregate().Error()})
 	}
 	d := m.decide(pod, ns)
-	pw := patchWriter{b: make([]byte, 0, 1024)}
-	pw.mapOps("/metadata/labels", pod.Metadata.Labels, d.Labels, d.LabelsToRemove)
-	pw.mapOps("/metadata/annotations", pod.Metadata.Annotations, d.Annotations, d.AnnotationsToRemove)
+	var pw admjson.PatchWriter
+	pw.Reserve(1024)
+	pw.MapOps("/metadata/labels", pod.Metadata.Labels, d.Labels, d.LabelsToRemove)
+	pw.MapOps("/metadata/annotations", pod.Metadata.Annotations, d.Annotations, d.AnnotationsToRemove)
 	decisionsTotal.WithLabelValues(string(d.Mode), d.Rule).Inc()
 	decisionSeconds.Observe(time.Since(start).Seconds())
-	if pw.n == 0 {
+	if pw.Ops() == 0 {
 		return withWarnings(admission.Allowed(""), d.Warnings)
 	}
-	// The patch is written here (patchWriter) rather than by Response.Complete
+	// The patch is written here (admjson.PatchWriter) rather than by Response.Complete
 	// from Patches, which marshals through reflection.
 	pt := admissionv1.PatchTypeJSONPatch
 	return withWarnings(admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
-		Allowed: true, PatchType: &pt, Patch: pw.done(), Result: &metav1.Status{Code: http.StatusOK},
+		Allowed: true, PatchType: &pt, Patch: pw.Done(), Result: &metav1.Status{Code: http.StatusOK},
 	}}, d.Warnings)
 }
 
 // decide gathers the pod's inputs from the caches and calls policies.Decide.
-func (m *PodMutator) decide(pod *podView, ns policies.Namespace) policies.Decision {
+func (m *PodMutator) decide(pod *admjson.Pod, ns policies.Namespace) policies.Decision {
 	in := m.Inputs
-	kind, owner := pod.controller()
+	kind, owner := pod.Controller()
 	w := policies.Workload{
-		Name:        pod.displayName(),
+		Name:        pod.DisplayName(),
 		Namespace:   ns.Name,
 		Labels:      pod.Metadata.Labels,
 		Annotations: pod.Metadata.Annotations,

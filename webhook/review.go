@@ -16,21 +16,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/meshshift/meshshift/webhook/internal/admjson"
 )
 
 // ReviewRequest is the part of an AdmissionReview's request that a
 // ReviewHandler's function reads.
-type ReviewRequest struct {
-	UID         string
-	Operation   string
-	SubResource string
-	Namespace   string
-	Name        string
-	DryRun      bool
-	// Object is the raw JSON of request.object; nil when it is absent or null.
-	// It shares the request body's memory.
-	Object []byte
-}
+type ReviewRequest = admjson.ReviewRequest
 
 // ReviewFunc answers one AdmissionReview request.
 type ReviewFunc func(ctx context.Context, req *ReviewRequest) admission.Response
@@ -80,13 +72,13 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeReviewError(w, log, "v1", http.StatusBadRequest, fmt.Errorf("contentType=%s, expected application/json", ct))
 		return
 	}
-	rev, err := decodeReview(body)
+	rev, err := admjson.DecodeReview(body)
 	if err != nil {
 		writeReviewError(w, log, "v1", http.StatusBadRequest, err)
 		return
 	}
-	resp := h.call(logf.IntoContext(r.Context(), log), log, &rev.req)
-	resp.UID = types.UID(rev.req.UID)
+	resp := h.call(logf.IntoContext(r.Context(), log), log, &rev.Request)
+	resp.UID = types.UID(rev.Request.UID)
 	if resp.Result == nil {
 		resp.Result = &metav1.Status{}
 	}
@@ -97,13 +89,13 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if resp.Patch, err = json.Marshal(resp.Patches); err != nil {
 			log.Error(err, "unable to encode response")
 			resp = admission.Errored(http.StatusInternalServerError, errors.New("unable to encode response"))
-			resp.UID = types.UID(rev.req.UID)
+			resp.UID = types.UID(rev.Request.UID)
 		} else {
 			pt := admissionv1.PatchTypeJSONPatch
 			resp.PatchType = &pt
 		}
 	}
-	writeReview(w, log, rev.version, &resp.AdmissionResponse)
+	writeReview(w, log, rev.Version, &resp.AdmissionResponse)
 }
 
 // readBody reads r whole into a buffer sized from the request's
@@ -140,118 +132,6 @@ func (h *ReviewHandler) call(ctx context.Context, log logr.Logger, req *ReviewRe
 	return h.Func(ctx, req)
 }
 
-// Request turns the review into the admission.Request that the same
-// handler gets from admission.Webhook (for the fields ReviewRequest has).
-func (r *ReviewRequest) Request() admission.Request {
-	var req admission.Request
-	req.UID = types.UID(r.UID)
-	req.Operation = admissionv1.Operation(r.Operation)
-	req.SubResource = r.SubResource
-	req.Namespace = r.Namespace
-	req.Name = r.Name
-	req.DryRun = &r.DryRun
-	req.Object.Raw = r.Object
-	return req
-}
-
-// review is a decoded AdmissionReview: its version (echoed in the answer)
-// and request.
-type review struct {
-	version string // "v1" or "v1beta1"
-	req     ReviewRequest
-}
-
-// decodeReview reads an AdmissionReview. Like the decoder of
-// admission.Webhook it is case-sensitive, skips unknown fields and lets a
-// repeated key win; it requires kind AdmissionReview of admission.k8s.io/v1
-// or v1beta1 and a request object.
-func decodeReview(body []byte) (review, error) {
-	var rev review
-	var apiVersion, kind string
-	hasRequest := false
-	s := scanner{b: body}
-	err := s.object(func(key []byte) error {
-		switch string(key) {
-		case "apiVersion":
-			return s.stringInto(&apiVersion)
-		case "kind":
-			return s.stringInto(&kind)
-		case "request":
-			if s.peek() == 'n' {
-				return fmt.Errorf("request: want an object, got null: %w", errJSON)
-			}
-			hasRequest = true
-			return s.reviewRequest(&rev.req)
-		default:
-			return s.skip()
-		}
-	})
-	if err == nil {
-		if s.ws(); s.i != len(body) {
-			err = errors.New("data after the object")
-		}
-	}
-	if err != nil {
-		return review{}, fmt.Errorf("decode AdmissionReview: %w", err)
-	}
-	switch {
-	case kind != "AdmissionReview":
-		return review{}, fmt.Errorf("decode AdmissionReview: kind %q: want AdmissionReview", kind)
-	case apiVersion == "admission.k8s.io/v1":
-		rev.version = "v1"
-	case apiVersion == "admission.k8s.io/v1beta1":
-		rev.version = "v1beta1"
-	default:
-		return review{}, fmt.Errorf("decode AdmissionReview: apiVersion %q: want admission.k8s.io/v1 or admission.k8s.io/v1beta1", apiVersion)
-	}
-	if !hasRequest {
-		return review{}, errors.New("decode AdmissionReview: request is missing")
-	}
-	return rev, nil
-}
-
-func (s *scanner) reviewRequest(r *ReviewRequest) error {
-	return s.object(func(key []byte) error {
-		switch string(key) {
-		case "uid":
-			return s.stringInto(&r.UID)
-		case "operation":
-			return s.stringInto(&r.Operation)
-		case "subResource":
-			return s.stringInto(&r.SubResource)
-		case "namespace":
-			return s.stringInto(&r.Namespace)
-		case "name":
-			return s.stringInto(&r.Name)
-		case "dryRun":
-			switch s.peek() {
-			case 't':
-				r.DryRun = true
-				return s.literal(trueLit)
-			case 'f':
-				r.DryRun = false
-				return s.literal(falseLit)
-			case 'n': // null clears it, as for the *bool of AdmissionRequest
-				r.DryRun = false
-				return s.literal(nullLit)
-			}
-			return fmt.Errorf("request.dryRun: want a bool at offset %d: %w", s.i, errJSON)
-		case "object":
-			s.ws()
-			start := s.i
-			if err := s.skip(); err != nil {
-				return err
-			}
-			if raw := s.b[start:s.i]; string(raw) != "null" { // null leaves it, as for a RawExtension
-				r.Object = raw[:len(raw):len(raw)]
-			}
-			return nil
-		default:
-			return s.skip()
-		}
-	})
-}
-
 // writeReviewError answers a request that could not be read.
 func writeReviewError(w http.ResponseWriter, log logr.Logger, version string, code int32, err error) {
 	log.Error(err, "bad admission request")
@@ -266,7 +146,7 @@ func writeReview(w http.ResponseWriter, log logr.Logger, version string, resp *a
 	b = append(b, `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/`...)
 	b = append(b, version...)
 	b = append(b, `","response":{"uid":`...)
-	b = appendJSONString(b, string(resp.UID))
+	b = admjson.AppendJSONString(b, string(resp.UID))
 	b = append(b, `,"allowed":`...)
 	b = strconv.AppendBool(b, resp.Allowed)
 	if st := resp.Result; st != nil {
@@ -291,7 +171,7 @@ func writeReview(w http.ResponseWriter, log logr.Logger, version string, resp *a
 	}
 	if resp.PatchType != nil {
 		b = append(b, `,"patchType":`...)
-		b = appendJSONString(b, string(*resp.PatchType))
+		b = admjson.AppendJSONString(b, string(*resp.PatchType))
 	}
 	if len(resp.AuditAnnotations) > 0 {
 		enc, err := json.Marshal(resp.AuditAnnotations)
@@ -306,7 +186,7 @@ func writeReview(w http.ResponseWriter, log logr.Logger, version string, resp *a
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, wn)
+			b = admjson.AppendJSONString(b, wn)
 		}
 		b = append(b, ']')
 	}

@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sigsjson "sigs.k8s.io/json"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 )
@@ -141,41 +140,6 @@ func TestReviewHandlerRecoversPanic(t *testing.T) {
 	if r := out.Response; r.Allowed || r.UID != "7" || r.Result.Code != http.StatusInternalServerError || !strings.Contains(r.Result.Message, "panic: boom") {
 		t.Fatalf("answer %+v", r)
 	}
-}
-
-// FuzzDecodeReview: decodeReview never panics, and on valid JSON it agrees
-// with decoding into admissionv1.AdmissionReview (case-sensitive, as the
-// admission.Webhook decoder) on every field it reads.
-func FuzzDecodeReview(f *testing.F) {
-	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","namespace":"shop","name":"p","dryRun":true,"object":{"metadata":{"name":"p"}}}}`))
-	f.Add([]byte(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{"object":null,"dryRun":null,"subResource":"status","UID":"x"},"request":{"uid":"\u0031"}}`))
-	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":[1,{"a":"}"}],"object":null,"dryRun":true,"dryRun":null}}`))
-	f.Add(benchReview(f))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := decodeReview(data)
-		if !json.Valid(data) {
-			return
-		}
-		var want admissionv1.AdmissionReview
-		wantErr := sigsjson.UnmarshalCaseSensitivePreserveInts(data, &want)
-		readable := wantErr == nil && want.Request != nil && want.Kind == "AdmissionReview" &&
-			(want.APIVersion == "admission.k8s.io/v1" || want.APIVersion == "admission.k8s.io/v1beta1")
-		if err != nil {
-			if readable && !bytes.Contains(data, []byte(`"request":null`)) {
-				t.Fatalf("decodeReview: %v; the full decode read %+v", err, want.Request)
-			}
-			return
-		}
-		if !readable {
-			t.Fatalf("decodeReview read %+v; the full decode: %v, %+v", got, wantErr, want)
-		}
-		r := want.Request
-		if got.req.UID != string(r.UID) || got.req.Operation != string(r.Operation) || got.req.SubResource != r.SubResource ||
-			got.req.Namespace != r.Namespace || got.req.Name != r.Name || got.req.DryRun != ptr.Deref(r.DryRun, false) ||
-			!bytes.Equal(got.req.Object, r.Object.Raw) || "admission.k8s.io/"+got.version != want.APIVersion {
-			t.Fatalf("decodeReview %+v, full decode %+v", got.req, r)
-		}
-	})
 }
 
 // BenchmarkServeNoopReview is a no-op handler under ReviewHandler: the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/policies"
+	"github.com/meshshift/meshshift/webhook/internal/admjson"
 )
 
 // Kinds as meshshift_webhook_rejections_total's kind label reports them.
@@ -80,7 +81,7 @@ func (v *PodValidator) Handle(ctx context.Context, req admission.Request) admiss
 	if (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) || req.SubResource != "" {
 		return admission.Allowed("")
 	}
-	pod, err := decodePod(req.Object.Raw)
+	pod, err := admjson.DecodePod(req.Object.Raw)
 	if err != nil {
 		return undecodable(kindPod, err)
 	}
@@ -90,7 +91,7 @@ func (v *PodValidator) Handle(ctx context.Context, req admission.Request) admiss
 	}
 	errs, reason := v.validate(ctx, pod, nsName)
 	if len(errs) > 0 && req.Operation == admissionv1.Update {
-		old, err := decodePod(req.OldObject.Raw)
+		old, err := admjson.DecodePod(req.OldObject.Raw)
 		if err != nil {
 			return undecodable(kindPod, err)
 		}
@@ -100,10 +101,10 @@ func (v *PodValidator) Handle(ctx context.Context, req admission.Request) admiss
 	if len(errs) == 0 {
 		return admission.Allowed("")
 	}
-	return invalid(groupCore, kindPod, pod.displayName(), reason, errs)
+	return invalid(groupCore, kindPod, pod.DisplayName(), reason, errs)
 }
 
-func (v *PodValidator) validate(ctx context.Context, pod *podView, nsName string) (field.ErrorList, string) {
+func (v *PodValidator) validate(ctx context.Context, pod *admjson.Pod, nsName string) (field.ErrorList, string) {
 	mp := field.NewPath("metadata")
 	errs := policies.ValidatePodMeshMetadata(mp, pod.Metadata.Labels, pod.Metadata.Annotations)
 	reason := ReasonInvalidMeshMetadata

@@ -1,12 +1,13 @@
-package webhook
+package admjson
 
 import (
+	"sort"
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
 )
 
-// The reference implementation patchWriter is checked against: the same
+// The reference implementation PatchWriter is checked against: the same
 // operations as jsonpatch values, marshalled by encoding/json.
 
 // mapPatch is (reference) the JSON patch that sets set and deletes remove in the map at
@@ -44,7 +45,16 @@ func mapPatch(path string, orig, set map[string]string, remove []string) []jsonp
 var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 // escapePointer escapes one JSON pointer token (RFC 6901): the reference
-// for patchWriter's appendPointerToken.
+// for PatchWriter's appendPointerToken.
 func escapePointer(s string) string {
 	return pointerEscaper.Replace(s)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -1,4 +1,4 @@
-package webhook
+package admjson
 
 import (
 	"bytes"
@@ -9,50 +9,6 @@ import (
 
 	sigsjson "sigs.k8s.io/json"
 )
-
-// decodePod reads the podView of a pod's JSON in one pass: the top-level
-// "metadata" object is decoded (case-sensitively, like the API server), the
-// "spec" object is scanned for hostNetwork, everything else is skipped without
-// being decoded. A pod's spec and status are most of its bytes, so this is
-// several times cheaper than decoding the pod (BenchmarkDecodePod).
-// FuzzDecodePod checks it agrees with a full decode on every valid document.
-//
-// Strings without escapes are not copied: they share raw's memory (raw must
-// not be changed while the podView is in use; admission request objects
-// never are).
-func decodePod(raw []byte) (*podView, error) {
-	var p podView
-	s := scanner{b: raw}
-	if err := s.object(func(key []byte) error {
-		switch string(key) {
-		case "metadata":
-			start := s.i
-			if s.peek() == 'n' {
-				p.Metadata = nil
-				return s.literal(nullLit)
-			}
-			if p.Metadata == nil {
-				p.Metadata = &podMeta{}
-			}
-			// Into the same struct: a repeated key merges, as encoding/json does.
-			s.i = start
-			return s.meta(p.Metadata)
-		case "spec":
-			return s.spec(&p)
-		default:
-			return s.skip()
-		}
-	}); err != nil {
-		return nil, fmt.Errorf("decode pod: %w", err)
-	}
-	if s.ws(); s.i != len(raw) {
-		return nil, errors.New("decode pod: data after the object")
-	}
-	if p.Metadata == nil {
-		return nil, errors.New("decode pod: metadata is missing")
-	}
-	return &p, nil
-}
 
 var (
 	nullLit  = []byte("null")
@@ -86,30 +42,6 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
-// meta decodes the metadata fields podView keeps and skips the others. Field
-// semantics follow encoding/json: null leaves a string alone and clears a map,
-// a repeated map merges, a null map value is "".
-func (s *scanner) meta(m *podMeta) error {
-	return s.object(func(key []byte) error {
-		switch string(key) {
-		case "name":
-			return s.stringInto(&m.Name)
-		case "generateName":
-			return s.stringInto(&m.GenerateName)
-		case "namespace":
-			return s.stringInto(&m.Namespace)
-		case "labels":
-			return s.stringMap(&m.Labels)
-		case "annotations":
-			return s.stringMap(&m.Annotations)
-		case "ownerReferences":
-			return s.ownerRefs(&m.OwnerReferences)
-		default:
-			return s.skip()
-		}
-	})
-}
-
 // stringValue reads a string, or null (ok false).
 func (s *scanner) stringValue() (v string, ok bool, err error) {
 	switch s.peek() {
@@ -139,6 +71,19 @@ func unquote(quoted []byte) (string, bool, error) {
 		return "", false, err
 	}
 	return v, true, nil
+}
+
+// boolValue reads true, false or null (null reports true, v false).
+func (s *scanner) boolValue(field string) (v, null bool, err error) {
+	switch s.peek() {
+	case 't':
+		return true, false, s.literal(trueLit)
+	case 'f':
+		return false, false, s.literal(falseLit)
+	case 'n':
+		return false, true, s.literal(nullLit)
+	}
+	return false, false, fmt.Errorf("%s: want a bool at offset %d: %w", field, s.i, errJSON)
 }
 
 func (s *scanner) stringInto(dst *string) error {
@@ -174,110 +119,6 @@ func bytesString(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
-}
-
-// ownerRefs decodes metadata.ownerReferences like encoding/json decodes a
-// []ownerRef: null clears it, [] makes it empty, an element is decoded into
-// the slot it lands on (so a repeated key merges), null leaves an element as
-// it is, and a value of the wrong type is an error.
-func (s *scanner) ownerRefs(dst *[]ownerRef) error {
-	switch s.peek() {
-	case 'n':
-		*dst = nil
-		return s.literal(nullLit)
-	case '[':
-	default:
-		return fmt.Errorf("metadata.ownerReferences: want an array at offset %d: %w", s.i, errJSON)
-	}
-	s.i++
-	refs := *dst
-	n := 0
-	if s.peek() == ']' {
-		s.i++
-		*dst = []ownerRef{}
-		return nil
-	}
-	for {
-		if n >= cap(refs) {
-			refs = append(refs[:cap(refs)], ownerRef{})
-		}
-		if n >= len(refs) {
-			refs = refs[:n+1]
-		}
-		if err := s.ownerRef(&refs[n]); err != nil {
-			return err
-		}
-		n++
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			*dst = refs[:n]
-			return nil
-		default:
-			return fmt.Errorf("want ',' or ']' at offset %d: %w", s.i, errJSON)
-		}
-	}
-}
-
-func (s *scanner) ownerRef(r *ownerRef) error {
-	switch s.peek() {
-	case 'n':
-		return s.literal(nullLit)
-	case '{':
-	default:
-		return fmt.Errorf("metadata.ownerReferences: want an object at offset %d: %w", s.i, errJSON)
-	}
-	return s.object(func(key []byte) error {
-		switch string(key) {
-		case "kind":
-			return s.stringInto(&r.Kind)
-		case "name":
-			return s.stringInto(&r.Name)
-		case "controller":
-			switch s.peek() {
-			case 't':
-				r.Controller = &trueVal
-				return s.literal(trueLit)
-			case 'f':
-				r.Controller = &falseVal
-				return s.literal(falseLit)
-			case 'n':
-				r.Controller = nil
-				return s.literal(nullLit)
-			}
-			return fmt.Errorf("metadata.ownerReferences.controller: want a bool at offset %d: %w", s.i, errJSON)
-		default:
-			return s.skip()
-		}
-	})
-}
-
-// trueVal and falseVal back ownerRef.Controller; never written through.
-var trueVal, falseVal = true, false
-
-// spec scans the spec object for hostNetwork (a bool or null).
-func (s *scanner) spec(p *podView) error {
-	if s.peek() == 'n' {
-		return s.literal(nullLit)
-	}
-	return s.object(func(key []byte) error {
-		if string(key) != "hostNetwork" {
-			return s.skip()
-		}
-		switch s.peek() {
-		case 't':
-			p.Spec.HostNetwork = true
-			return s.literal(trueLit)
-		case 'f':
-			p.Spec.HostNetwork = false
-			return s.literal(falseLit)
-		case 'n':
-			return s.literal(nullLit)
-		}
-		return fmt.Errorf("spec.hostNetwork: want a bool: %w", errJSON)
-	})
 }
 
 // object scans an object, calling field with each (unescaped) key; field must

@@ -1,19 +1,29 @@
-package webhook
+package admjson
 
 import (
 	"slices"
 	"unicode/utf8"
 )
 
-// patchWriter writes a JSON patch document operation by operation, without
+// PatchWriter writes a JSON patch document operation by operation, without
 // building jsonpatch.JsonPatchOperation values or reflecting over them.
 // FuzzEncodePatch checks it against encoding/json of the same operations.
-type patchWriter struct {
+// The zero value is ready to use.
+type PatchWriter struct {
 	b []byte
 	n int // operations written
 }
 
-func (w *patchWriter) op(op, path, key string, value *string) {
+// Reserve makes room for n bytes of patch without growing.
+func (w *PatchWriter) Reserve(n int) { w.b = slices.Grow(w.b, n) }
+
+// Ops is the number of operations written so far.
+func (w *PatchWriter) Ops() int { return w.n }
+
+// op writes one operation on path, or on the member key of path when member
+// (an empty key is a member too: "/metadata/labels/" names the label ""),
+// with value when not nil.
+func (w *PatchWriter) op(op, path string, member bool, key string, value *string) {
 	if w.n == 0 {
 		w.b = append(w.b, '[')
 	} else {
@@ -21,26 +31,26 @@ func (w *patchWriter) op(op, path, key string, value *string) {
 	}
 	w.n++
 	w.b = append(w.b, `{"op":`...)
-	w.b = appendJSONString(w.b, op)
+	w.b = AppendJSONString(w.b, op)
 	w.b = append(w.b, `,"path":"`...)
 	w.b = appendJSONBody(w.b, path)
-	if key != "" {
+	if member {
 		w.b = append(w.b, '/')
 		w.b = appendPointerToken(w.b, key)
 	}
 	w.b = append(w.b, '"')
 	if value != nil {
 		w.b = append(w.b, `,"value":`...)
-		w.b = appendJSONString(w.b, *value)
+		w.b = AppendJSONString(w.b, *value)
 	}
 	w.b = append(w.b, '}')
 }
 
-// mapOps writes the operations that set set and delete remove in the map at
+// MapOps writes the operations that set set and delete remove in the map at
 // path whose current content is orig: one per changed key, sets in key order
 // then removals; a whole-map add when orig is empty. Keys already at their
 // value produce nothing.
-func (w *patchWriter) mapOps(path string, orig, set map[string]string, remove []string) {
+func (w *PatchWriter) MapOps(path string, orig, set map[string]string, remove []string) {
 	var buf [16]string
 	keys := buf[:0]
 	for k := range set {
@@ -51,16 +61,16 @@ func (w *patchWriter) mapOps(path string, orig, set map[string]string, remove []
 		if len(set) == 0 {
 			return
 		}
-		w.op("add", path, "", nil)
+		w.op("add", path, false, "", nil)
 		w.b = w.b[:len(w.b)-1] // reopen the operation for its map value
 		w.b = append(w.b, `,"value":{`...)
 		for i, k := range keys {
 			if i > 0 {
 				w.b = append(w.b, ',')
 			}
-			w.b = appendJSONString(w.b, k)
+			w.b = AppendJSONString(w.b, k)
 			w.b = append(w.b, ':')
-			w.b = appendJSONString(w.b, set[k])
+			w.b = AppendJSONString(w.b, set[k])
 		}
 		w.b = append(w.b, "}}"...)
 		return
@@ -69,22 +79,22 @@ func (w *patchWriter) mapOps(path string, orig, set map[string]string, remove []
 		v := set[k]
 		switch old, ok := orig[k]; {
 		case !ok:
-			w.op("add", path, k, &v)
+			w.op("add", path, true, k, &v)
 		case old != v:
-			w.op("replace", path, k, &v)
+			w.op("replace", path, true, k, &v)
 		}
 	}
 	for _, k := range remove {
 		if _, ok := orig[k]; ok {
 			if _, isSet := set[k]; !isSet {
-				w.op("remove", path, k, nil)
+				w.op("remove", path, true, k, nil)
 			}
 		}
 	}
 }
 
-// done closes the document; nil when no operation was written.
-func (w *patchWriter) done() []byte {
+// Done closes the document; nil when no operation was written.
+func (w *PatchWriter) Done() []byte {
 	if w.n == 0 {
 		return nil
 	}
@@ -110,9 +120,9 @@ func appendPointerToken(b []byte, key string) []byte {
 	return appendJSONBody(b, key[start:])
 }
 
-// appendJSONString appends s as a JSON string, escaping like encoding/json
+// AppendJSONString appends s as a JSON string, escaping like encoding/json
 // (invalid UTF-8 becomes U+FFFD).
-func appendJSONString(b []byte, s string) []byte {
+func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = appendJSONBody(b, s)
 	return append(b, '"')

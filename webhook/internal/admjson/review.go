@@ -1,0 +1,111 @@
+package admjson
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ReviewRequest is the part of an AdmissionReview's request that the
+// webhook's ReviewHandler hands to its function.
+type ReviewRequest struct {
+	UID         string
+	Operation   string
+	SubResource string
+	Namespace   string
+	Name        string
+	DryRun      bool
+	// Object is the raw JSON of request.object; nil when it is absent or null.
+	// It shares the request body's memory.
+	Object []byte
+}
+
+// Review is a decoded AdmissionReview: its version (echoed in the answer)
+// and request.
+type Review struct {
+	Version string // "v1" or "v1beta1"
+	Request ReviewRequest
+}
+
+// DecodeReview reads an AdmissionReview. Like the decoder of
+// admission.Webhook it is case-sensitive, skips unknown fields and lets a
+// repeated key win; it requires kind AdmissionReview of admission.k8s.io/v1
+// or v1beta1 and a request object.
+func DecodeReview(body []byte) (Review, error) {
+	var rev Review
+	var apiVersion, kind string
+	hasRequest := false
+	s := scanner{b: body}
+	err := s.object(func(key []byte) error {
+		switch string(key) {
+		case "apiVersion":
+			return s.stringInto(&apiVersion)
+		case "kind":
+			return s.stringInto(&kind)
+		case "request":
+			if s.peek() == 'n' {
+				return fmt.Errorf("request: want an object, got null: %w", errJSON)
+			}
+			hasRequest = true
+			return s.reviewRequest(&rev.Request)
+		default:
+			return s.skip()
+		}
+	})
+	if err == nil {
+		if s.ws(); s.i != len(body) {
+			err = errors.New("data after the object")
+		}
+	}
+	if err != nil {
+		return Review{}, fmt.Errorf("decode AdmissionReview: %w", err)
+	}
+	switch {
+	case kind != "AdmissionReview":
+		return Review{}, fmt.Errorf("decode AdmissionReview: kind %q: want AdmissionReview", kind)
+	case apiVersion == "admission.k8s.io/v1":
+		rev.Version = "v1"
+	case apiVersion == "admission.k8s.io/v1beta1":
+		rev.Version = "v1beta1"
+	default:
+		return Review{}, fmt.Errorf("decode AdmissionReview: apiVersion %q: want admission.k8s.io/v1 or admission.k8s.io/v1beta1", apiVersion)
+	}
+	if !hasRequest {
+		return Review{}, errors.New("decode AdmissionReview: request is missing")
+	}
+	return rev, nil
+}
+
+func (s *scanner) reviewRequest(r *ReviewRequest) error {
+	return s.object(func(key []byte) error {
+		switch string(key) {
+		case "uid":
+			return s.stringInto(&r.UID)
+		case "operation":
+			return s.stringInto(&r.Operation)
+		case "subResource":
+			return s.stringInto(&r.SubResource)
+		case "namespace":
+			return s.stringInto(&r.Namespace)
+		case "name":
+			return s.stringInto(&r.Name)
+		case "dryRun":
+			v, _, err := s.boolValue("request.dryRun") // null clears it, as for the *bool of AdmissionRequest
+			if err == nil {
+				r.DryRun = v
+			}
+			return err
+		case "object":
+			s.ws()
+			start := s.i
+			if err := s.skip(); err != nil {
+				return err
+			}
+			if raw := s.b[start:s.i]; string(raw) != "null" { // null leaves it, as for a RawExtension
+				r.Object = raw[:len(raw):len(raw)]
+			}
+			return nil
+		default:
+			return s.skip()
+		}
+	})
+}
