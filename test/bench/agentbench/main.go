@@ -1,18 +1,20 @@
 // Command agentbench measures the node agent's eBPF overhead on loopback: it
-// alternates runs with and without the programs attached to the cgroup the
-// load runs in, for stream, request/response and connect-request-close
-// traffic, and prints the ratios (best run with / best run without: other
-// tenants of a shared machine only slow runs down; the median of the
-// per-round paired ratios is printed too) and the mean nanoseconds per
-// program run from the kernel's BPF run-time statistics, measured in a
-// separate phase (the statistics add their own clock reads; the cost of an
-// empty program is printed as the floor). Its last line is
+// alternates runs with nothing attached (off), with the agent's programs
+// (agent) and with do-nothing programs at the same hook points (hooks) on the
+// cgroup the load runs in, for stream, request/response and
+// connect-request-close traffic, and prints the ratios (best run of one mode /
+// best run of the other: other tenants of a shared machine only slow runs
+// down; the median of the per-round paired ratios is printed too). hooks/off
+// is what attaching anything at those hooks costs, the floor under agent/off.
+// The mean nanoseconds per program run come from the kernel's BPF run-time
+// statistics in a separate phase (the statistics add their own clock reads;
+// the cost of an empty program is printed as the floor), run three times:
+// ns_per_run is the median of the three means. Its last line is
 //
 //	agent: stream_ratio=<x> rr_ratio=<y> crr_ratio=<z> ns_per_run=<n>
 //
-// With -empty it attaches do-nothing programs at the same hook points instead
-// of the agent's, to show what the hooks alone cost (the ns_per_run phase
-// still measures the agent's programs).
+// (the ratios are agent/off). With -empty it leaves the agent's programs out
+// of the rounds (off and hooks only; the ratios are then hooks/off).
 //
 // With -cost-only it skips the alternating rounds and prints only the
 // programs' run time (per run and per unit of work of each load).
