@@ -32,13 +32,17 @@ type Capabilities struct {
 	CgroupSKB bool
 	TPBTF     bool // tracing programs (tp_btf)
 	TCX       bool
+	// Programs: the agent's own programs load (the verifier accepts them).
+	// The program types existing is not enough: they use helpers and
+	// socket-storage access of later kernels (5.12 and newer).
+	Programs bool
 }
 
 // Level grades the capabilities as signals.EBPFLevel: basic needs BTF, cgroup
-// v2, sock_ops and cgroup_skb (what the agent needs to count); full adds tp_btf
-// and tcx.
+// v2, sock_ops and cgroup_skb, and the agent's programs loading (what the
+// agent needs to count); full adds tp_btf and tcx.
 func (c Capabilities) Level() signals.EBPFLevel {
-	if !c.BTF || !c.Cgroup2 || !c.SockOps || !c.CgroupSKB {
+	if !c.BTF || !c.Cgroup2 || !c.SockOps || !c.CgroupSKB || !c.Programs {
 		return signals.EBPFNone
 	}
 	if c.TPBTF && c.TCX {
@@ -75,6 +79,11 @@ func Probe() Capabilities {
 	c.CgroupSKB = features.HaveProgramType(ebpf.CGroupSKB) == nil
 	c.TPBTF = c.BTF && probeTPBTF()
 	c.TCX = probeTCX()
+	if c.SockOps && c.CgroupSKB {
+		if objs, err := bpf.Load(bpf.Options{}); err == nil {
+			c.Programs = objs.Close() == nil
+		}
+	}
 	return c
 }
 

@@ -14,15 +14,19 @@ import (
 )
 
 func TestCapabilityLevels(t *testing.T) {
-	full := agent.Capabilities{BTF: true, Cgroup2: true, SockOps: true, CgroupSKB: true, TPBTF: true, TCX: true}
+	full := agent.Capabilities{BTF: true, Cgroup2: true, SockOps: true, CgroupSKB: true, TPBTF: true, TCX: true, Programs: true}
 	basic := full
 	basic.TCX = false
 	none := full
 	none.BTF = false
+	// Every hook type there, but the verifier rejects the agent's programs
+	// (a kernel older than 5.12): the agent cannot count there.
+	rejected := full
+	rejected.Programs = false
 	for _, tt := range []struct {
 		c    agent.Capabilities
 		want signals.EBPFLevel
-	}{{full, signals.EBPFFull}, {basic, signals.EBPFBasic}, {none, signals.EBPFNone}} {
+	}{{full, signals.EBPFFull}, {basic, signals.EBPFBasic}, {none, signals.EBPFNone}, {rejected, signals.EBPFNone}} {
 		if got := tt.c.Level(); got != tt.want {
 			t.Errorf("%+v: level %s, want %s", tt.c, got, tt.want)
 		}
@@ -36,8 +40,8 @@ func TestProbeAndLabelNode(t *testing.T) {
 		t.Skip("needs the control-plane harness")
 	}
 	caps := agent.Probe()
-	if caps.Kernel.IsZero() || !caps.Cgroup2 {
-		t.Fatalf("probe found no kernel version or no cgroup v2: %+v", caps)
+	if caps.Kernel.IsZero() || !caps.Cgroup2 || !caps.Programs {
+		t.Fatalf("probe found no kernel version, no cgroup v2 or the agent's programs not loading: %+v", caps)
 	}
 	c := harness.Start(t, harness.Options{})
 	cs, err := kubernetes.NewForConfig(c.Config)

@@ -63,14 +63,14 @@ func Run(ctx context.Context, cfg Config) error {
 	var err error
 	caps := Probe()
 	log.Info("probed kernel", "release", caps.Release, "level", caps.Level(), "btf", caps.BTF,
-		"cgroup2", caps.Cgroup2, "sockops", caps.SockOps, "cgroupskb", caps.CgroupSKB, "tpbtf", caps.TPBTF, "tcx", caps.TCX)
+		"cgroup2", caps.Cgroup2, "sockops", caps.SockOps, "cgroupskb", caps.CgroupSKB, "tpbtf", caps.TPBTF, "tcx", caps.TCX, "programs", caps.Programs)
 	if cfg.Clientset != nil {
 		if err := LabelNode(ctx, cfg.Clientset, cfg.Node, caps); err != nil {
 			log.Error(err, "cannot label node", "node", cfg.Node)
 		}
 	}
 	if caps.Level() == signals.EBPFNone {
-		return fmt.Errorf("kernel %s cannot run the agent: it needs BTF, cgroup v2, sock_ops and cgroup_skb", caps.Release)
+		return fmt.Errorf("kernel %s cannot run the agent: it needs BTF, cgroup v2, sock_ops and cgroup_skb, and its programs to pass the verifier (kernel 5.12 or later)", caps.Release)
 	}
 	mnt := cfg.CgroupRoot
 	if mnt == "" {
