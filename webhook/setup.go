@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -180,7 +181,19 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 	features := opts.Features
 	if features == nil {
 		ix := signals.NewIndex("")
-		if err := signals.Watch(ctx, mgr.GetCache(), ix, log.WithName("index")); err != nil {
+		// Watch keeps looking for mesh types the cluster does not serve yet
+		// for as long as the manager runs.
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			<-ctx.Done()
+			stopWatch()
+			return nil
+		})); err != nil {
+			stopWatch()
+			return nil, fmt.Errorf("add the mesh index's lifetime to the manager: %w", err)
+		}
+		if err := signals.Watch(watchCtx, mgr.GetCache(), ix, log.WithName("index")); err != nil {
+			stopWatch()
 			return nil, err
 		}
 		features = ix
