@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -43,4 +45,30 @@ func CgroupID(path string) (uint64, error) {
 		return 0, fmt.Errorf("stat cgroup %s: %w", path, err)
 	}
 	return st.Ino, nil
+}
+
+// ProcessCgroup returns the cgroup v2 folder (below mnt, the hierarchy's
+// mount) that this process is in, read from /proc/self/cgroup.
+func ProcessCgroup(mnt string) (string, error) {
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		return "", fmt.Errorf("open /proc/self/cgroup: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
+			return filepath.Join(mnt, rest), nil
+		}
+	}
+	return "", errors.New("no cgroup v2 line in /proc/self/cgroup")
+}
+
+// MoveProcess moves this whole process (every thread) into the cgroup v2
+// folder path.
+func MoveProcess(path string) error {
+	if err := os.WriteFile(filepath.Join(path, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fmt.Errorf("move to cgroup %s: %w", path, err)
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package kerneltest
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -102,25 +100,6 @@ func ID(t testing.TB, path string) uint64 {
 	return id
 }
 
-func currentCgroup(mnt string) (string, error) {
-	f, err := os.Open("/proc/self/cgroup")
-	if err != nil {
-		return "", fmt.Errorf("open /proc/self/cgroup: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
-			return filepath.Join(mnt, rest), nil
-		}
-	}
-	return "", errors.New("no cgroup v2 line in /proc/self/cgroup")
-}
-
-func moveTo(path string) error {
-	return os.WriteFile(filepath.Join(path, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644)
-}
-
 // InCgroup runs fn with the whole process moved into the cgroup path, then
 // moves it back. Sockets created by fn (and connections accepted later on
 // listeners created by fn) belong to that cgroup.
@@ -128,15 +107,15 @@ func InCgroup(t testing.TB, mnt, path string, fn func()) {
 	t.Helper()
 	moveMu.Lock()
 	defer moveMu.Unlock()
-	orig, err := currentCgroup(mnt)
+	orig, err := bpf.ProcessCgroup(mnt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := moveTo(path); err != nil {
+	if err := bpf.MoveProcess(path); err != nil {
 		t.Fatalf("move to cgroup %s: %v", path, err)
 	}
 	defer func() {
-		if err := moveTo(orig); err != nil {
+		if err := bpf.MoveProcess(orig); err != nil {
 			t.Errorf("move back to cgroup %s: %v", orig, err)
 		}
 	}()

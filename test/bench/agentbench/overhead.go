@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,7 +33,7 @@ func benchCgroup(name string) (mnt, path string, undo func() error, err error) {
 	if err != nil {
 		return "", "", nil, err
 	}
-	orig, err := currentCgroup(mnt)
+	orig, err := bpf.ProcessCgroup(mnt)
 	if err != nil {
 		return "", "", nil, err
 	}
@@ -45,12 +43,12 @@ func benchCgroup(name string) (mnt, path string, undo func() error, err error) {
 	if err := os.Mkdir(path, 0o755); err != nil {
 		return "", "", nil, fmt.Errorf("create cgroup: %w", err)
 	}
-	if err := moveTo(path); err != nil {
+	if err := bpf.MoveProcess(path); err != nil {
 		_ = unix.Rmdir(path)
 		return "", "", nil, err
 	}
 	undo = func() error {
-		return errors.Join(moveTo(orig), removeTree(path))
+		return errors.Join(bpf.MoveProcess(orig), removeTree(path))
 	}
 	return mnt, path, undo, nil
 }
@@ -71,28 +69,6 @@ func removeTree(p string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return errors.Join(append(errs, fmt.Errorf("remove cgroup %s: %w", p, err))...)
-}
-
-func currentCgroup(mnt string) (string, error) {
-	f, err := os.Open("/proc/self/cgroup")
-	if err != nil {
-		return "", fmt.Errorf("open /proc/self/cgroup: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
-			return filepath.Join(mnt, rest), nil
-		}
-	}
-	return "", errors.New("no cgroup v2 line in /proc/self/cgroup")
-}
-
-func moveTo(path string) error {
-	if err := os.WriteFile(filepath.Join(path, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return fmt.Errorf("move to cgroup %s: %w", path, err)
-	}
-	return nil
 }
 
 func median(xs []float64) float64 {

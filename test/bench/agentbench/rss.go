@@ -36,7 +36,7 @@ func runRSS(n int) (err error) {
 	if err != nil {
 		return err
 	}
-	orig, err := currentCgroup(mnt)
+	orig, err := bpf.ProcessCgroup(mnt)
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func runRSS(n int) (err error) {
 	defer func() { err = errors.Join(err, undo()) }()
 	// benchCgroup moved us into parent; the pods are its children, and a
 	// cgroup with processes cannot have children that do: go back first.
-	if err := moveTo(orig); err != nil {
+	if err := bpf.MoveProcess(orig); err != nil {
 		return err
 	}
 
@@ -69,16 +69,16 @@ func runRSS(n int) (err error) {
 			return fmt.Errorf("create cgroup: %w", err)
 		}
 		pods[uid] = agent.PodMeta{Namespace: fmt.Sprintf("ns-%d", i%20), Name: fmt.Sprintf("pod-%d", i), Workload: fmt.Sprintf("wl-%d", i%100)}
-		if err := moveTo(cg); err != nil {
+		if err := bpf.MoveProcess(cg); err != nil {
 			return err
 		}
 		if i == 0 {
 			if ln, err = startEcho(); err != nil {
-				return errors.Join(err, moveTo(orig))
+				return errors.Join(err, bpf.MoveProcess(orig))
 			}
 		}
 		err := exchange(ln.Addr().String())
-		if err2 := moveTo(orig); err != nil || err2 != nil {
+		if err2 := bpf.MoveProcess(orig); err != nil || err2 != nil {
 			return errors.Join(err, err2)
 		}
 	}
