@@ -112,18 +112,7 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // Start checks the certificates every CheckInterval until ctx ends.
 func (m *CertManager) Start(ctx context.Context) error {
-	t := time.NewTicker(orDefault(m.CheckInterval, DefaultCertCheckInterval))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := m.Ensure(ctx); err != nil {
-				m.Log.Error(err, "serving certificate check failed")
-			}
-		}
-	}
+	return runEvery(ctx, orDefault(m.CheckInterval, DefaultCertCheckInterval), m.Log, "serving certificate check failed", m.Ensure)
 }
 
 // NeedLeaderElection is false: every replica serves and must load the Secret.

@@ -59,6 +59,12 @@ func (w *CapabilityWatcher) Start(ctx context.Context) error {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
+	return runEvery(ctx, interval, w.Log, "capability detection failed", w.Refresh)
+}
+
+// runEvery calls fn every interval until ctx ends, logging its errors with
+// msg; it returns nil when ctx ends.
+func runEvery(ctx context.Context, interval time.Duration, log logr.Logger, msg string, fn func(context.Context) error) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -66,8 +72,8 @@ func (w *CapabilityWatcher) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := w.Refresh(ctx); err != nil {
-				w.Log.Error(err, "capability detection failed")
+			if err := fn(ctx); err != nil {
+				log.Error(err, msg)
 			}
 		}
 	}
