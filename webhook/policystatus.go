@@ -42,6 +42,9 @@ const (
 type PolicyStatusReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
+	// Policies, when set, compiles (once per generation, shared with the
+	// admission path); nil means policies.Compile here.
+	Policies *PolicyStore
 	// Clock stamps lastTransitionTime; nil means the real clock.
 	Clock clock.Clock
 }
@@ -78,7 +81,13 @@ func (r *PolicyStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	}
 	orig := dp.DeepCopy()
 	wasNotReady := meta.IsStatusConditionFalse(dp.Status.Conditions, ConditionReady)
-	cond := readyCondition(dp)
+	var errs field.ErrorList
+	if r.Policies != nil {
+		errs = r.Policies.Compile(dp)
+	} else {
+		_, errs = policies.Compile(dp)
+	}
+	cond := readyCondition(dp, errs)
 	cond.LastTransitionTime = metav1.NewTime(r.Clock.Now())
 	meta.SetStatusCondition(&dp.Status.Conditions, cond)
 	dp.Status.ObservedGeneration = dp.Generation
@@ -97,10 +106,10 @@ func (r *PolicyStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	return ctrl.Result{}, nil
 }
 
-// readyCondition compiles dp and says whether it is in force.
-func readyCondition(dp *v1alpha1.DataplanePolicy) metav1.Condition {
+// readyCondition says whether dp, which compiled with errs, is in force.
+func readyCondition(dp *v1alpha1.DataplanePolicy, errs field.ErrorList) metav1.Condition {
 	c := metav1.Condition{Type: ConditionReady, ObservedGeneration: dp.Generation}
-	if _, errs := policies.Compile(dp); len(errs) > 0 {
+	if len(errs) > 0 {
 		c.Status, c.Reason = metav1.ConditionFalse, ReasonInvalidRules
 		c.Message = truncate(errorsMessage(errs), maxConditionMessage)
 		return c

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -180,5 +181,40 @@ func TestTruncate(t *testing.T) {
 		if got := truncate(tc.in, tc.n); got != tc.want || len(got) > tc.n {
 			t.Errorf("truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestPolicyStoreCompilesOncePerGeneration: the status reconciler gets the
+// store's result for a generation the store compiled (the spec is not looked
+// at again), compiles a generation the store has not seen itself, and never
+// changes what the admission path uses.
+func TestPolicyStoreCompilesOncePerGeneration(t *testing.T) {
+	s := NewPolicyStore(logr.Discard())
+	dp := &v1alpha1.DataplanePolicy{ObjectMeta: metav1.ObjectMeta{Name: "p", Generation: 1},
+		Spec: v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeAmbient,
+			Rules: []v1alpha1.Rule{{Name: "web", When: `workload.labels["app"] == "web"`, Mode: "sidecar"}}}}
+	s.Upsert(dp)
+	if ps := s.Policies(); len(ps) != 1 || ps[0].Generation() != 1 {
+		t.Fatalf("policies after upsert: %v", ps)
+	}
+	bad := dp.DeepCopy()
+	bad.Spec.Rules[0].When = "workload.labels[" // does not compile
+	if errs := s.Compile(bad); len(errs) != 0 {
+		t.Fatalf("generation 1 was compiled by the store; Compile compiled again: %v", errs)
+	}
+	bad.Generation = 2
+	if errs := s.Compile(bad); len(errs) == 0 {
+		t.Fatal("generation 2 (not seen by the store) compiled without errors")
+	}
+	if ps := s.Policies(); len(ps) != 1 || ps[0].Generation() != 1 {
+		t.Fatalf("Compile changed what the admission path uses: %v", ps)
+	}
+	s.Upsert(bad)
+	if ps := s.Policies(); len(ps) != 0 {
+		t.Fatalf("an invalid generation is still in force: %v", ps)
+	}
+	s.Delete("p")
+	if errs := s.Compile(dp); len(errs) != 0 {
+		t.Fatalf("after delete, generation 1 compiled with errors: %v", errs)
 	}
 }

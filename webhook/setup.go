@@ -273,7 +273,7 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 			return nil, fmt.Errorf("set up missed-decision detector: %w", err)
 		}
 	}
-	w.PolicyStatus = &PolicyStatusReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("meshshift-webhook"), Clock: opts.Clock}
+	w.PolicyStatus = &PolicyStatusReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("meshshift-webhook"), Policies: store, Clock: opts.Clock}
 	if err := w.PolicyStatus.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up dataplanepolicy status reconciler: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -41,12 +42,19 @@ type PolicyStore struct {
 	log      logr.Logger
 	mu       sync.Mutex
 	byName   map[string]*policies.Policy
+	results  map[string]compiled // the last generation compiled, valid or not
 	snapshot atomic.Pointer[[]*policies.Policy]
+}
+
+// compiled is what policies.Compile said of one generation of a policy.
+type compiled struct {
+	generation int64
+	errs       field.ErrorList
 }
 
 // NewPolicyStore returns an empty store.
 func NewPolicyStore(log logr.Logger) *PolicyStore {
-	s := &PolicyStore{log: log, byName: map[string]*policies.Policy{}}
+	s := &PolicyStore{log: log, byName: map[string]*policies.Policy{}, results: map[string]compiled{}}
 	s.publish()
 	return s
 }
@@ -54,21 +62,43 @@ func NewPolicyStore(log logr.Logger) *PolicyStore {
 // Policies is the current set, sorted by name. Do not change it.
 func (s *PolicyStore) Policies() []*policies.Policy { return *s.snapshot.Load() }
 
-// Upsert compiles and stores dp unless the stored one has the same generation.
+// Upsert compiles and stores dp unless its generation was compiled already.
 func (s *PolicyStore) Upsert(dp *v1alpha1.DataplanePolicy) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := s.byName[dp.Name]; old != nil && old.Generation() == dp.Generation {
-		return
+	if _, done := s.compileLocked(dp); done {
+		s.publish()
+	}
+}
+
+// Compile is what policies.Compile says of dp: the store's own result when
+// it compiled that generation already, else compiled here (and not stored:
+// only the informer's events change what the admission path uses).
+func (s *PolicyStore) Compile(dp *v1alpha1.DataplanePolicy) field.ErrorList {
+	s.mu.Lock()
+	r, ok := s.results[dp.Name]
+	s.mu.Unlock()
+	if ok && r.generation == dp.Generation {
+		return r.errs
+	}
+	_, errs := policies.Compile(dp)
+	return errs
+}
+
+// compileLocked compiles dp unless its generation was; done reports a compile.
+func (s *PolicyStore) compileLocked(dp *v1alpha1.DataplanePolicy) (errs field.ErrorList, done bool) {
+	if r, ok := s.results[dp.Name]; ok && r.generation == dp.Generation {
+		return r.errs, false
 	}
 	p, errs := policies.Compile(dp)
+	s.results[dp.Name] = compiled{generation: dp.Generation, errs: errs}
 	if len(errs) > 0 {
 		s.log.Info("ignoring invalid DataplanePolicy", "policy", klog.KObj(dp), "error", errs.ToAggregate().Error())
 		delete(s.byName, dp.Name)
 	} else {
 		s.byName[dp.Name] = p
 	}
-	s.publish()
+	return errs, true
 }
 
 // Delete forgets the policy called name.
@@ -76,6 +106,7 @@ func (s *PolicyStore) Delete(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.byName, name)
+	delete(s.results, name)
 	s.publish()
 }
 
