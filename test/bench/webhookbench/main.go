@@ -52,7 +52,7 @@ func main() {
 	flag.IntVar(&c.reviews, "reviews", 20000, "AdmissionReviews per round sent straight to the server")
 	flag.IntVar(&c.concurrency, "concurrency", 8, "concurrent review senders")
 	flag.DurationVar(&c.roundTimeout, "round-timeout", 60*time.Second, "upper bound of one round")
-	flag.Float64Var(&c.rate, "rate", 3000, "reviews per second of the paced run that measures p99")
+	flag.Float64Var(&c.rate, "rate", 3030, "reviews per second of the paced run that measures p99 (1% over the goal's 3,000: the achieved rate counts the last answers' wait)")
 	flag.DurationVar(&c.pacedFor, "paced-for", 5*time.Second, "length of the paced run")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the direct benchmark (b) to this file")
 	flag.BoolVar(&c.skipCreates, "skip-creates", false, "skip benchmark (a); the last line then reports create_ratio=NaN")
