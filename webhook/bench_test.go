@@ -82,7 +82,7 @@ func BenchmarkServeNoop(b *testing.B) {
 // BenchmarkServeValidatePod is the validating pod webhook on the same review.
 func BenchmarkServeValidatePod(b *testing.B) {
 	in := testInputs(b, []*v1alpha1.DataplanePolicy{benchPolicy}, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}})
-	benchServe(b, &admission.Webhook{Handler: &PodValidator{Inputs: in}}, benchReview(b))
+	benchServe(b, &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review}, benchReview(b))
 }
 
 // BenchmarkHandleMutatePod is the mutator's Handle alone (no HTTP, no review

@@ -32,13 +32,15 @@
 // signals.TrafficSnapshot, capabilities from Options.Capabilities. Missing or
 // stale data is passed to policies.Decide as such.
 //
-// The pod mutator, which the API server waits on for every pod, is served by
-// ReviewHandler: one pass over the AdmissionReview that keeps the request
-// fields it reads and the object as raw JSON (admjson.DecodePod then reads only the
-// pod's metadata and spec.hostNetwork), and an answer written without
-// reflection; it gives the answers of controller-runtime's admission.Webhook
+// The pod mutator and the pod validator, which the API server waits on for
+// every pod, are served by ReviewHandler: one pass over the AdmissionReview
+// that keeps the request fields they read and the objects as raw JSON
+// (admjson.DecodePod then reads only the pod's metadata and
+// spec.hostNetwork), and an answer written without reflection. It gives the
+// answers of controller-runtime's admission.Webhook
 // (TestReviewHandlerAgreesWithWebhook) at a quarter of its cost. The
-// validators, off the pod path's hot loop, use admission.Webhook.
+// Namespace, DataplanePolicy and MeshMigration validators, called rarely,
+// use admission.Webhook.
 //
 // Metrics (registered in controller-runtime's metrics registry):
 //

@@ -25,7 +25,7 @@ func fuzzHandlers(t testing.TB) map[string]http.Handler {
 		activeMigration("m", v1alpha1.WaveBaking, "shop"))
 	return map[string]http.Handler{
 		"mutate-pod":   &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review},
-		"validate-pod": &admission.Webhook{Handler: &PodValidator{Inputs: in}},
+		"validate-pod": &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review},
 		"validate-ns":  &admission.Webhook{Handler: &NamespaceValidator{Inputs: in, MigratorUsername: "system:serviceaccount:x:y"}},
 		"validate-dpp": &admission.Webhook{Handler: DataplanePolicyValidator{}},
 		"validate-mm":  &admission.Webhook{Handler: &MeshMigrationValidator{Inputs: in}},

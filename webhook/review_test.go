@@ -38,14 +38,20 @@ func reviewOf(t testing.TB, apiVersion string, r admissionv1.AdmissionRequest) [
 		TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: "AdmissionReview"}, Request: &r})
 }
 
-// TestReviewHandlerAgreesWithWebhook serves the pod mutator both ways — as
-// the server does (ReviewHandler) and through controller-runtime's
-// admission.Webhook — and expects the same answer for every kind of review.
+// TestReviewHandlerAgreesWithWebhook serves the pod mutator and validator
+// both ways — as the server does (ReviewHandler) and through
+// controller-runtime's admission.Webhook — and expects the same answer for
+// every kind of review.
 func TestReviewHandlerAgreesWithWebhook(t *testing.T) {
 	in := testInputs(t, []*v1alpha1.DataplanePolicy{benchPolicy}, nsMode("shop", "ambient"), ns("bench", nil, nil))
-	m := &PodMutator{Inputs: in}
-	fast := &ReviewHandler{Func: m.Review}
-	generic := &admission.Webhook{Handler: m}
+	m, v := &PodMutator{Inputs: in}, &PodValidator{Inputs: in}
+	handlers := []struct {
+		name          string
+		fast, generic http.Handler
+	}{
+		{"mutator", &ReviewHandler{Func: m.Review}, &admission.Webhook{Handler: m}},
+		{"validator", &ReviewHandler{Func: v.Review}, &admission.Webhook{Handler: v}},
+	}
 
 	pod := testPod("web-1", "shop", map[string]string{"app": "web"}, nil)
 	pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d", UID: "u", Controller: ptr.To(true)}}
@@ -58,33 +64,48 @@ func TestReviewHandlerAgreesWithWebhook(t *testing.T) {
 	update := request(admissionv1.Update, "Pod", "pods", "shop", mustJSON(t, pod), mustJSON(t, pod)).AdmissionRequest
 	sub := create(mustJSON(t, pod))
 	sub.SubResource = "status"
+	// An update that makes a valid pod contradict itself (the validator
+	// reads the old object: only new errors are rejected).
+	spoiled := request(admissionv1.Update, "Pod", "pods", "shop", mustJSON(t, contradiction), mustJSON(t, pod)).AdmissionRequest
+	// An update of a pod that was already contradictory: allowed.
+	unchanged := request(admissionv1.Update, "Pod", "pods", "shop", mustJSON(t, contradiction), mustJSON(t, contradiction)).AdmissionRequest
 	cases := map[string][]byte{
 		"decided":              reviewOf(t, "admission.k8s.io/v1", create(mustJSON(t, pod))),
 		"v1beta1":              reviewOf(t, "admission.k8s.io/v1beta1", create(mustJSON(t, pod))),
 		"dry run":              reviewOf(t, "admission.k8s.io/v1", dry),
 		"update":               reviewOf(t, "admission.k8s.io/v1", update),
+		"update spoiling":      reviewOf(t, "admission.k8s.io/v1", spoiled),
+		"update unchanged":     reviewOf(t, "admission.k8s.io/v1", unchanged),
 		"subresource":          reviewOf(t, "admission.k8s.io/v1", sub),
 		"contradicting labels": reviewOf(t, "admission.k8s.io/v1", create(mustJSON(t, contradiction))),
 		"object not a pod":     reviewOf(t, "admission.k8s.io/v1", create([]byte(`{"metadata":"x"}`))),
 		"api server review":    benchReview(t),
 	}
-	for name, body := range cases {
-		t.Run(name, func(t *testing.T) {
-			codeF, f := serve(t, fast, body, "application/json")
-			codeG, g := serve(t, generic, body, "application/json")
-			if codeF != codeG {
-				t.Errorf("HTTP status %d, admission.Webhook %d", codeF, codeG)
-			}
-			if f.APIVersion != g.APIVersion || f.Kind != g.Kind {
-				t.Errorf("answer is %s %s, admission.Webhook's %s %s", f.APIVersion, f.Kind, g.APIVersion, g.Kind)
-			}
-			if !reflect.DeepEqual(f.Response, g.Response) {
-				t.Errorf("answer\n%+v\nadmission.Webhook's\n%+v", f.Response, g.Response)
-			}
-			if f.Response.UID == "" {
-				t.Errorf("answer without the request's UID")
-			}
-		})
+	for _, h := range handlers {
+		for name, body := range cases {
+			t.Run(h.name+"/"+name, func(t *testing.T) {
+				codeF, f := serve(t, h.fast, body, "application/json")
+				codeG, g := serve(t, h.generic, body, "application/json")
+				if codeF != codeG {
+					t.Errorf("HTTP status %d, admission.Webhook %d", codeF, codeG)
+				}
+				if f.APIVersion != g.APIVersion || f.Kind != g.Kind {
+					t.Errorf("answer is %s %s, admission.Webhook's %s %s", f.APIVersion, f.Kind, g.APIVersion, g.Kind)
+				}
+				if !reflect.DeepEqual(f.Response, g.Response) {
+					t.Errorf("answer\n%+v\nadmission.Webhook's\n%+v", f.Response, g.Response)
+				}
+				if f.Response.UID == "" {
+					t.Errorf("answer without the request's UID")
+				}
+			})
+		}
+	}
+	// The cases above must show both outcomes of the validator.
+	for name, want := range map[string]bool{"contradicting labels": false, "update spoiling": false, "update unchanged": true, "decided": true} {
+		if _, out := serve(t, handlers[1].fast, cases[name], "application/json"); out.Response.Allowed != want {
+			t.Errorf("validator on %q: allowed %v, want %v (%+v)", name, out.Response.Allowed, want, out.Response.Result)
+		}
 	}
 }
 

@@ -253,10 +253,10 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 		return nil, fmt.Errorf("webhook options: cert mode %q is not supported: use %q or %q", opts.CertMode, CertModeSelf, CertModeCertManager)
 	}
 	w.Server = ctrlwebhook.NewServer(srvOpts)
-	// The pod mutator is on every pod's admission path: served by the
-	// single-pass ReviewHandler rather than admission.Webhook.
+	// The pod mutator and validator are on every pod's admission path:
+	// served by the single-pass ReviewHandler rather than admission.Webhook.
 	w.Server.Register(PathMutatePod, &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review})
-	w.Server.Register(PathValidatePod, &admission.Webhook{Handler: &PodValidator{Inputs: in}})
+	w.Server.Register(PathValidatePod, &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review})
 	w.Server.Register(PathValidateNamespace, &admission.Webhook{Handler: &NamespaceValidator{Inputs: in, MigratorUsername: opts.MigratorUsername}})
 	w.Server.Register(PathValidateDataplanePolicy, &admission.Webhook{Handler: DataplanePolicyValidator{}})
 	w.Server.Register(PathValidateMeshMigration, &admission.Webhook{Handler: &MeshMigrationValidator{Inputs: in}})

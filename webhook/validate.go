@@ -78,20 +78,30 @@ type PodValidator struct {
 
 // Handle implements admission.Handler.
 func (v *PodValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) || req.SubResource != "" {
+	return v.check(ctx, string(req.Operation), req.SubResource, req.Namespace, req.Object.Raw, req.OldObject.Raw)
+}
+
+// Review is the validator as a ReviewFunc: what the webhook server runs, under
+// a ReviewHandler (the API server waits on it for every pod too).
+func (v *PodValidator) Review(ctx context.Context, req *ReviewRequest) admission.Response {
+	return v.check(ctx, req.Operation, req.SubResource, req.Namespace, req.Object, req.OldObject)
+}
+
+func (v *PodValidator) check(ctx context.Context, op, subResource, namespace string, raw, oldRaw []byte) admission.Response {
+	if (op != string(admissionv1.Create) && op != string(admissionv1.Update)) || subResource != "" {
 		return admission.Allowed("")
 	}
-	pod, err := admjson.DecodePod(req.Object.Raw)
+	pod, err := admjson.DecodePod(raw)
 	if err != nil {
 		return undecodable(kindPod, err)
 	}
-	nsName := req.Namespace
+	nsName := namespace
 	if nsName == "" {
 		nsName = pod.Metadata.Namespace
 	}
 	errs, reason := v.validate(ctx, pod, nsName)
-	if len(errs) > 0 && req.Operation == admissionv1.Update {
-		old, err := admjson.DecodePod(req.OldObject.Raw)
+	if len(errs) > 0 && op == string(admissionv1.Update) {
+		old, err := admjson.DecodePod(oldRaw)
 		if err != nil {
 			return undecodable(kindPod, err)
 		}

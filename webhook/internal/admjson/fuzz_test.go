@@ -40,6 +40,7 @@ type fullReview struct {
 		Name        string `json:"name"`
 		DryRun      *bool  `json:"dryRun"`
 		Object      rawExt `json:"object"`
+		OldObject   rawExt `json:"oldObject"`
 	} `json:"request"`
 }
 
@@ -118,6 +119,7 @@ func FuzzDecodeReview(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","namespace":"shop","name":"p","dryRun":true,"object":{"metadata":{"name":"p"}}}}`))
 	f.Add([]byte(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{"object":null,"dryRun":null,"subResource":"status","UID":"x"},"request":{"uid":"\u0031"}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":[1,{"a":"}"}],"object":null,"dryRun":true,"dryRun":null}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"UPDATE","object":{"a":1},"oldObject":{"a":[0]},"oldObject":null}}`))
 	f.Add(apiServerReview(f))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := DecodeReview(data)
@@ -140,7 +142,7 @@ func FuzzDecodeReview(f *testing.F) {
 		r := want.Request
 		if got.Request.UID != r.UID || got.Request.Operation != r.Operation || got.Request.SubResource != r.SubResource ||
 			got.Request.Namespace != r.Namespace || got.Request.Name != r.Name || got.Request.DryRun != (r.DryRun != nil && *r.DryRun) ||
-			!bytes.Equal(got.Request.Object, r.Object.Raw) || "admission.k8s.io/"+got.Version != want.APIVersion {
+			!bytes.Equal(got.Request.Object, r.Object.Raw) || !bytes.Equal(got.Request.OldObject, r.OldObject.Raw) || "admission.k8s.io/"+got.Version != want.APIVersion {
 			t.Fatalf("DecodeReview %+v, full decode %+v", got.Request, r)
 		}
 	})

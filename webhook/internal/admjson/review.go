@@ -14,9 +14,10 @@ type ReviewRequest struct {
 	Namespace   string
 	Name        string
 	DryRun      bool
-	// Object is the raw JSON of request.object; nil when it is absent or null.
-	// It shares the request body's memory.
-	Object []byte
+	// Object and OldObject are the raw JSON of request.object and
+	// request.oldObject; nil when absent or null. They share the request
+	// body's memory.
+	Object, OldObject []byte
 }
 
 // Review is a decoded AdmissionReview: its version (echoed in the answer)
@@ -95,17 +96,25 @@ func (s *scanner) reviewRequest(r *ReviewRequest) error {
 			}
 			return err
 		case "object":
-			s.ws()
-			start := s.i
-			if err := s.skip(); err != nil {
-				return err
-			}
-			if raw := s.b[start:s.i]; string(raw) != "null" { // null leaves it, as for a RawExtension
-				r.Object = raw[:len(raw):len(raw)]
-			}
-			return nil
+			return s.rawInto(&r.Object)
+		case "oldObject":
+			return s.rawInto(&r.OldObject)
 		default:
 			return s.skip()
 		}
 	})
+}
+
+// rawInto keeps the next value as raw JSON in dst; null leaves dst as it is,
+// as for a runtime.RawExtension.
+func (s *scanner) rawInto(dst *[]byte) error {
+	s.ws()
+	start := s.i
+	if err := s.skip(); err != nil {
+		return err
+	}
+	if raw := s.b[start:s.i]; string(raw) != "null" {
+		*dst = raw[:len(raw):len(raw)]
+	}
+	return nil
 }
