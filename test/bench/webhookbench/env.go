@@ -112,14 +112,14 @@ func (e *env) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("set up webhooks: %w", err)
 	}
-	// The no-op handlers run on the stack of the meshshift handler they
-	// stand in for: webhook.ReviewHandler for the pod mutator,
-	// admission.Webhook for the validators.
-	noop := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })
-	e.w.Server.Register(pathNoopMutate, &webhook.ReviewHandler{Func: func(context.Context, *webhook.ReviewRequest) admission.Response {
+	// The no-op handlers run on the stack of the meshshift handlers they
+	// stand in for on a pod's admission: webhook.ReviewHandler, which serves
+	// the pod mutator and the pod validator.
+	noop := &webhook.ReviewHandler{Func: func(context.Context, *webhook.ReviewRequest) admission.Response {
 		return admission.Allowed("")
-	}})
-	e.w.Server.Register(pathNoopValidate, &admission.Webhook{Handler: noop})
+	}}
+	e.w.Server.Register(pathNoopMutate, noop)
+	e.w.Server.Register(pathNoopValidate, noop)
 	// A webhook that only adds one label: what any patching webhook costs the
 	// API server (apply the patch, decode the pod again), for comparison.
 	labelPatch := []byte(`[{"op":"add","path":"/metadata/labels/bench.meshshift.io~1label","value":"x"}]`)
