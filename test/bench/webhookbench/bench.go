@@ -19,9 +19,11 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 	"github.com/meshshift/meshshift/webhook"
@@ -105,6 +107,11 @@ func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 		}
 		secs[v] = append(secs[v], d.Seconds())
 		fmt.Printf("  round %d %s %7.3fs  %5.2f ms/pod\n", i, v, d.Seconds(), d.Seconds()*1000/float64(c.pods))
+		// Every round starts from the same API server and etcd: pods piling
+		// up round after round would slow the later rounds.
+		if err := e.deletePods(ctx); err != nil {
+			return createResult{}, err
+		}
 	}
 	noop, label, mesh := median(secs[variantNoop]), median(secs[variantLabel]), median(secs[variantMeshshift])
 	r := createResult{ratio: mesh / noop, labelRatio: mesh / label}
@@ -393,4 +400,26 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// deletePods deletes the bench namespace's pods (unscheduled: they go at
+// once) and waits until none is left.
+func (e *env) deletePods(ctx context.Context) error {
+	cl := e.cluster.Client
+	if err := cl.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(benchNamespace)); err != nil {
+		return fmt.Errorf("delete the round's pods: %w", err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		var pods corev1.PodList
+		if err := cl.List(ctx, &pods, client.InNamespace(benchNamespace), client.Limit(1)); err != nil {
+			return fmt.Errorf("list the round's pods: %w", err)
+		}
+		if len(pods.Items) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the round's pods were not deleted within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
