@@ -15,6 +15,7 @@ type Pod struct {
 	} `json:"spec"`
 }
 
+// PodMeta is the part of a pod's metadata the webhooks read.
 type PodMeta struct {
 	Name            string            `json:"name,omitempty"`
 	GenerateName    string            `json:"generateName,omitempty"`
