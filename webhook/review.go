@@ -40,12 +40,16 @@ type ReviewHandler struct {
 	Log *logr.Logger
 }
 
+// reviewLog is ReviewHandler's logger when it has none of its own: derived
+// once (controller-runtime's delegating logger takes the real one later).
+var reviewLog = logf.Log.WithName("admission")
+
 // maxReviewSize is admission.Webhook's limit on a request body.
 const maxReviewSize = 7 << 20
 
 // ServeHTTP implements http.Handler.
 func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := logf.Log.WithName("admission")
+	log := reviewLog
 	if h.Log != nil {
 		log = *h.Log
 	}
