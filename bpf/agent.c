@@ -358,35 +358,10 @@ int BPF_PROG(meshshift_rst_tx, const struct sock *sk, const struct sk_buff *skb)
 
 #define W(a, b, c, d) ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
 
-static __always_inline __u8 classify(const __u8 *p)
-{
-	__u32 w = W(p[0], p[1], p[2], p[3]);
-	switch (w) {
-	case W('G', 'E', 'T', ' '):
-	case W('P', 'O', 'S', 'T'):
-	case W('P', 'U', 'T', ' '):
-	case W('H', 'E', 'A', 'D'):
-	case W('D', 'E', 'L', 'E'):
-	case W('P', 'A', 'T', 'C'):
-	case W('O', 'P', 'T', 'I'):
-	case W('C', 'O', 'N', 'N'):
-	case W('T', 'R', 'A', 'C'):
-		return PROTO_HTTP1;
-	case W('H', 'T', 'T', 'P'):
-		return p[4] == '/' && p[5] == '1' ? PROTO_HTTP1 : PROTO_OTHER;
-	case W('P', 'R', 'I', ' '):
-		return p[4] == '*' && p[5] == ' ' && p[6] == 'H' && p[7] == 'T' ? PROTO_HTTP2 : PROTO_OTHER;
-	}
-	/* TLS handshake record carrying a ClientHello (or ServerHello). */
-	if (p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04 && (p[5] == 0x01 || p[5] == 0x02))
-		return PROTO_TLS;
-	return PROTO_OTHER;
-}
-
+/* A request line's first four bytes: one of the HTTP/1.x methods. */
 static __always_inline int is_request(const __u8 *p)
 {
-	__u32 w = W(p[0], p[1], p[2], p[3]);
-	switch (w) {
+	switch (W(p[0], p[1], p[2], p[3])) {
 	case W('G', 'E', 'T', ' '):
 	case W('P', 'O', 'S', 'T'):
 	case W('P', 'U', 'T', ' '):
@@ -399,6 +374,22 @@ static __always_inline int is_request(const __u8 *p)
 		return 1;
 	}
 	return 0;
+}
+
+static __always_inline __u8 classify(const __u8 *p)
+{
+	if (is_request(p))
+		return PROTO_HTTP1;
+	switch (W(p[0], p[1], p[2], p[3])) {
+	case W('H', 'T', 'T', 'P'):
+		return p[4] == '/' && p[5] == '1' ? PROTO_HTTP1 : PROTO_OTHER;
+	case W('P', 'R', 'I', ' '):
+		return p[4] == '*' && p[5] == ' ' && p[6] == 'H' && p[7] == 'T' ? PROTO_HTTP2 : PROTO_OTHER;
+	}
+	/* TLS handshake record carrying a ClientHello (or ServerHello). */
+	if (p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04 && (p[5] == 0x01 || p[5] == 0x02))
+		return PROTO_TLS;
+	return PROTO_OTHER;
 }
 
 /* "HTTP/1.x NNN": returns the status class 1..5, or 0. */
