@@ -68,7 +68,7 @@ func benchServe(b *testing.B, h http.Handler, body []byte) {
 // patch, encode); BenchmarkServeNoopReview is its baseline.
 func BenchmarkServeMutatePod(b *testing.B) {
 	in := testInputs(b, []*v1alpha1.DataplanePolicy{benchPolicy}, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}})
-	benchServe(b, &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review}, benchReview(b))
+	benchServe(b, &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review, Pods: true}, benchReview(b))
 }
 
 // BenchmarkServeNoop is the same review through controller-runtime's
@@ -82,7 +82,7 @@ func BenchmarkServeNoop(b *testing.B) {
 // BenchmarkServeValidatePod is the validating pod webhook on the same review.
 func BenchmarkServeValidatePod(b *testing.B) {
 	in := testInputs(b, []*v1alpha1.DataplanePolicy{benchPolicy}, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}})
-	benchServe(b, &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review}, benchReview(b))
+	benchServe(b, &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review, Pods: true}, benchReview(b))
 }
 
 // BenchmarkHandleMutatePod is the mutator's Handle alone (no HTTP, no review

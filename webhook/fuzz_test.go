@@ -24,8 +24,8 @@ func fuzzHandlers(t testing.TB) map[string]http.Handler {
 	in := testInputs(t, []*v1alpha1.DataplanePolicy{strict}, nsMode("shop", "ambient"), ns("dev", nil, nil),
 		activeMigration("m", v1alpha1.WaveBaking, "shop"))
 	return map[string]http.Handler{
-		"mutate-pod":   &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review},
-		"validate-pod": &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review},
+		"mutate-pod":   &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review, Pods: true},
+		"validate-pod": &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review, Pods: true},
 		"validate-ns":  &admission.Webhook{Handler: &NamespaceValidator{Inputs: in, MigratorUsername: "system:serviceaccount:x:y"}},
 		"validate-dpp": &admission.Webhook{Handler: DataplanePolicyValidator{}},
 		"validate-mm":  &admission.Webhook{Handler: &MeshMigrationValidator{Inputs: in}},

@@ -89,23 +89,26 @@ var metadataPath = field.NewPath("metadata")
 
 // Handle implements admission.Handler.
 func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	return m.mutate(ctx, string(req.Operation), req.SubResource, req.Namespace, req.Object.Raw)
+	return m.mutate(ctx, string(req.Operation), req.SubResource, req.Namespace, req.Object.Raw, nil)
 }
 
 // Review is the mutator as a ReviewFunc: what the webhook server runs, under
-// a ReviewHandler.
+// a ReviewHandler (with Pods set, the pod comes decoded with the review).
 func (m *PodMutator) Review(ctx context.Context, req *ReviewRequest) admission.Response {
-	return m.mutate(ctx, req.Operation, req.SubResource, req.Namespace, req.Object)
+	return m.mutate(ctx, req.Operation, req.SubResource, req.Namespace, req.Object, req.Pod)
 }
 
-func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace string, raw []byte) admission.Response {
+// mutate decides for the pod in raw; pod is raw already decoded, or nil.
+func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace string, raw []byte, pod *admjson.Pod) admission.Response {
 	if op != string(admissionv1.Create) || subResource != "" {
 		return admission.Allowed("")
 	}
 	start := time.Now()
-	pod, err := admjson.DecodePod(raw)
-	if err != nil {
-		return admission.Errored(http.StatusBadRequest, err)
+	if pod == nil {
+		var err error
+		if pod, err = admjson.DecodePod(raw); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
 	}
 	in := m.Inputs
 	if !in.ready() {

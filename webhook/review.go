@@ -38,6 +38,9 @@ type ReviewHandler struct {
 	Func ReviewFunc
 	// Log is put into the request's context (nil: controller-runtime's).
 	Log *logr.Logger
+	// Pods says the reviews are of pods: request.object is decoded as one
+	// (ReviewRequest.Pod) in the same pass as the review.
+	Pods bool
 }
 
 // reviewLog is ReviewHandler's logger when it has none of its own: derived
@@ -76,7 +79,11 @@ func (h *ReviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeReviewError(w, log, "v1", http.StatusBadRequest, fmt.Errorf("contentType=%s, expected application/json", ct))
 		return
 	}
-	rev, err := admjson.DecodeReview(body)
+	decode := admjson.DecodeReview
+	if h.Pods {
+		decode = admjson.DecodePodReview
+	}
+	rev, err := decode(body)
 	if err != nil {
 		writeReviewError(w, log, "v1", http.StatusBadRequest, err)
 		return

@@ -49,8 +49,11 @@ func TestReviewHandlerAgreesWithWebhook(t *testing.T) {
 		name          string
 		fast, generic http.Handler
 	}{
-		{"mutator", &ReviewHandler{Func: m.Review}, &admission.Webhook{Handler: m}},
-		{"validator", &ReviewHandler{Func: v.Review}, &admission.Webhook{Handler: v}},
+		{"mutator", &ReviewHandler{Func: m.Review, Pods: true}, &admission.Webhook{Handler: m}},
+		{"validator", &ReviewHandler{Func: v.Review, Pods: true}, &admission.Webhook{Handler: v}},
+		// Without Pods, the functions decode the object themselves.
+		{"mutator decoding the pod", &ReviewHandler{Func: m.Review}, &admission.Webhook{Handler: m}},
+		{"validator decoding the pod", &ReviewHandler{Func: v.Review}, &admission.Webhook{Handler: v}},
 	}
 
 	pod := testPod("web-1", "shop", map[string]string{"app": "web"}, nil)

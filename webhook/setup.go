@@ -255,8 +255,8 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 	w.Server = ctrlwebhook.NewServer(srvOpts)
 	// The pod mutator and validator are on every pod's admission path:
 	// served by the single-pass ReviewHandler rather than admission.Webhook.
-	w.Server.Register(PathMutatePod, &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review})
-	w.Server.Register(PathValidatePod, &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review})
+	w.Server.Register(PathMutatePod, &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review, Pods: true})
+	w.Server.Register(PathValidatePod, &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review, Pods: true})
 	w.Server.Register(PathValidateNamespace, &admission.Webhook{Handler: &NamespaceValidator{Inputs: in, MigratorUsername: opts.MigratorUsername}})
 	w.Server.Register(PathValidateDataplanePolicy, &admission.Webhook{Handler: DataplanePolicyValidator{}})
 	w.Server.Register(PathValidateMeshMigration, &admission.Webhook{Handler: &MeshMigrationValidator{Inputs: in}})

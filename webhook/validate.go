@@ -78,22 +78,25 @@ type PodValidator struct {
 
 // Handle implements admission.Handler.
 func (v *PodValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	return v.check(ctx, string(req.Operation), req.SubResource, req.Namespace, req.Object.Raw, req.OldObject.Raw)
+	return v.check(ctx, string(req.Operation), req.SubResource, req.Namespace, req.Object.Raw, req.OldObject.Raw, nil)
 }
 
 // Review is the validator as a ReviewFunc: what the webhook server runs, under
 // a ReviewHandler (the API server waits on it for every pod too).
 func (v *PodValidator) Review(ctx context.Context, req *ReviewRequest) admission.Response {
-	return v.check(ctx, req.Operation, req.SubResource, req.Namespace, req.Object, req.OldObject)
+	return v.check(ctx, req.Operation, req.SubResource, req.Namespace, req.Object, req.OldObject, req.Pod)
 }
 
-func (v *PodValidator) check(ctx context.Context, op, subResource, namespace string, raw, oldRaw []byte) admission.Response {
+// check validates the pod in raw (pod: raw already decoded, or nil).
+func (v *PodValidator) check(ctx context.Context, op, subResource, namespace string, raw, oldRaw []byte, pod *admjson.Pod) admission.Response {
 	if (op != string(admissionv1.Create) && op != string(admissionv1.Update)) || subResource != "" {
 		return admission.Allowed("")
 	}
-	pod, err := admjson.DecodePod(raw)
-	if err != nil {
-		return undecodable(kindPod, err)
+	if pod == nil {
+		var err error
+		if pod, err = admjson.DecodePod(raw); err != nil {
+			return undecodable(kindPod, err)
+		}
 	}
 	nsName := namespace
 	if nsName == "" {

@@ -121,8 +121,11 @@ func FuzzDecodeReview(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":[1,{"a":"}"}],"object":null,"dryRun":true,"dryRun":null}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"UPDATE","object":{"a":1},"oldObject":{"a":[0]},"oldObject":null}}`))
 	f.Add(apiServerReview(f))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"metadata":{"name":"a"}},"object":null}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"metadata":{"name":"a"}},"object":{"spec":{}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := DecodeReview(data)
+		checkPodReview(t, data, got, err)
 		if !json.Valid(data) {
 			return
 		}
@@ -146,4 +149,32 @@ func FuzzDecodeReview(f *testing.F) {
 			t.Fatalf("DecodeReview %+v, full decode %+v", got.Request, r)
 		}
 	})
+}
+
+// checkPodReview: DecodePodReview reads what DecodeReview reads, and its Pod
+// is DecodePod of the object (nil where DecodePod fails).
+func checkPodReview(t *testing.T, data []byte, want Review, wantErr error) {
+	t.Helper()
+	got, err := DecodePodReview(data)
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("DecodePodReview error %v, DecodeReview error %v", err, wantErr)
+	}
+	if err != nil {
+		if err.Error() != wantErr.Error() {
+			t.Fatalf("DecodePodReview error %q, DecodeReview error %q", err, wantErr)
+		}
+		return
+	}
+	pod := got.Request.Pod
+	got.Request.Pod = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("DecodePodReview %+v, DecodeReview %+v", got, want)
+	}
+	wantPod, podErr := DecodePod(got.Request.Object)
+	switch {
+	case podErr != nil && pod != nil:
+		t.Fatalf("DecodePodReview read pod %+v; DecodePod: %v", pod, podErr)
+	case podErr == nil && !reflect.DeepEqual(pod, wantPod):
+		t.Fatalf("DecodePodReview read pod %+v; DecodePod %+v", pod, wantPod)
+	}
 }

@@ -62,8 +62,20 @@ func (p *Pod) Controller() (kind, name string) {
 // not be changed while the Pod is in use; admission request objects
 // never are).
 func DecodePod(raw []byte) (*Pod, error) {
-	var p Pod
 	s := scanner{b: raw}
+	p, err := s.pod()
+	if err != nil {
+		return nil, fmt.Errorf("decode pod: %w", err)
+	}
+	if s.ws(); s.i != len(raw) {
+		return nil, errors.New("decode pod: data after the object")
+	}
+	return p, nil
+}
+
+// pod decodes the object at s.i as DecodePod does.
+func (s *scanner) pod() (*Pod, error) {
+	var p Pod
 	if err := s.object(func(key []byte) error {
 		switch string(key) {
 		case "metadata":
@@ -84,13 +96,10 @@ func DecodePod(raw []byte) (*Pod, error) {
 			return s.skip()
 		}
 	}); err != nil {
-		return nil, fmt.Errorf("decode pod: %w", err)
-	}
-	if s.ws(); s.i != len(raw) {
-		return nil, errors.New("decode pod: data after the object")
+		return nil, err
 	}
 	if p.Metadata == nil {
-		return nil, errors.New("decode pod: metadata is missing")
+		return nil, errors.New("metadata is missing")
 	}
 	return &p, nil
 }

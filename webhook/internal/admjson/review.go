@@ -18,6 +18,10 @@ type ReviewRequest struct {
 	// request.oldObject; nil when absent or null. They share the request
 	// body's memory.
 	Object, OldObject []byte
+	// Pod is Object read by DecodePod, when DecodePodReview read it in the
+	// same pass; nil otherwise (and when Object is not a pod's JSON, which
+	// DecodePod(Object) then names).
+	Pod *Pod
 }
 
 // Review is a decoded AdmissionReview: its version (echoed in the answer)
@@ -32,6 +36,17 @@ type Review struct {
 // repeated key win; it requires kind AdmissionReview of admission.k8s.io/v1
 // or v1beta1 and a request object.
 func DecodeReview(body []byte) (Review, error) {
+	return decodeReview(body, false)
+}
+
+// DecodePodReview is DecodeReview for a review of a Pod: request.object is
+// read by DecodePod's view in the same pass (into Request.Pod) instead of
+// being skipped here and scanned again by DecodePod.
+func DecodePodReview(body []byte) (Review, error) {
+	return decodeReview(body, true)
+}
+
+func decodeReview(body []byte, pods bool) (Review, error) {
 	var rev Review
 	var apiVersion, kind string
 	hasRequest := false
@@ -47,7 +62,7 @@ func DecodeReview(body []byte) (Review, error) {
 				return fmt.Errorf("request: want an object, got null: %w", errJSON)
 			}
 			hasRequest = true
-			return s.reviewRequest(&rev.Request)
+			return s.reviewRequest(&rev.Request, pods)
 		default:
 			return s.skip()
 		}
@@ -76,7 +91,7 @@ func DecodeReview(body []byte) (Review, error) {
 	return rev, nil
 }
 
-func (s *scanner) reviewRequest(r *ReviewRequest) error {
+func (s *scanner) reviewRequest(r *ReviewRequest, pods bool) error {
 	return s.object(func(key []byte) error {
 		switch string(key) {
 		case "uid":
@@ -96,6 +111,9 @@ func (s *scanner) reviewRequest(r *ReviewRequest) error {
 			}
 			return err
 		case "object":
+			if pods {
+				return s.podInto(r)
+			}
 			return s.rawInto(&r.Object)
 		case "oldObject":
 			return s.rawInto(&r.OldObject)
@@ -115,6 +133,28 @@ func (s *scanner) rawInto(dst *[]byte) error {
 	}
 	if raw := s.b[start:s.i]; string(raw) != "null" {
 		*dst = raw[:len(raw):len(raw)]
+	}
+	return nil
+}
+
+// podInto is rawInto for request.object that also reads it as a pod: Pod
+// is set with Object, and nil when the object does not decode as one (null
+// leaves both as they are).
+func (s *scanner) podInto(r *ReviewRequest) error {
+	s.ws()
+	start := s.i
+	if s.peek() == '{' {
+		if p, err := s.pod(); err == nil {
+			r.Object, r.Pod = s.b[start:s.i:s.i], p
+			return nil
+		}
+		s.i = start
+	}
+	if err := s.rawInto(&r.Object); err != nil {
+		return err
+	}
+	if string(s.b[start:s.i]) != "null" {
+		r.Pod = nil
 	}
 	return nil
 }

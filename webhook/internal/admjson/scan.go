@@ -2,8 +2,10 @@ package admjson
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 	"unsafe"
 
@@ -52,12 +54,12 @@ func (s *scanner) stringValue() (v string, ok bool, err error) {
 		return "", false, fmt.Errorf("want a string at offset %d: %w", s.i, errJSON)
 	}
 	start := s.i
-	escaped, err := s.str()
+	escaped, nonASCII, err := s.str()
 	if err != nil {
 		return "", false, err
 	}
 	body := s.b[start+1 : s.i-1]
-	if !escaped && utf8.Valid(body) {
+	if !escaped && (!nonASCII || utf8.Valid(body)) {
 		return bytesString(body), true, nil
 	}
 	return unquote(s.b[start:s.i])
@@ -137,12 +139,12 @@ func (s *scanner) object(field func(key []byte) error) error {
 			return fmt.Errorf("want a key at offset %d: %w", s.i, errJSON)
 		}
 		start := s.i
-		escaped, err := s.str()
+		escaped, nonASCII, err := s.str()
 		if err != nil {
 			return err
 		}
 		key := s.b[start+1 : s.i-1]
-		if escaped || !utf8.Valid(key) {
+		if escaped || nonASCII && !utf8.Valid(key) {
 			var k string
 			if err := sigsjson.UnmarshalCaseSensitivePreserveInts(s.b[start:s.i], &k); err != nil {
 				return err
@@ -177,7 +179,7 @@ func (s *scanner) object(field func(key []byte) error) error {
 func (s *scanner) skip() error {
 	switch s.peek() {
 	case '"':
-		_, err := s.str()
+		_, _, err := s.str()
 		return err
 	case '{', '[':
 	default: // a number or a literal: up to the next delimiter
@@ -196,10 +198,12 @@ func (s *scanner) skip() error {
 	for i := s.i; i < len(b); i++ {
 		switch b[i] {
 		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
+			for i++; i < len(b); i++ {
+				i += quoteOrBackslash(b[i:])
+				if i >= len(b) || b[i] == '"' {
+					break
 				}
+				i++ // a backslash: the next byte is escaped
 			}
 		case '{', '[':
 			depth++
@@ -229,38 +233,93 @@ func (s *scanner) literal(lit []byte) error {
 	return nil
 }
 
-// str skips a string starting at s.i (a '"'); escaped reports backslashes.
-func (s *scanner) str() (escaped bool, err error) {
+// str skips a string starting at s.i (a '"'); escaped reports backslashes,
+// nonASCII bytes of 0x80 and over (whose UTF-8 the caller must check).
+func (s *scanner) str() (escaped, nonASCII bool, err error) {
 	s.i++
 	for s.i < len(s.b) {
+		s.i += plainLen(s.b[s.i:])
+		if s.i >= len(s.b) {
+			break
+		}
 		c := s.b[s.i]
 		switch {
 		case c == '"':
 			s.i++
-			return escaped, nil
+			return escaped, nonASCII, nil
 		case c == '\\':
 			escaped = true
 			if s.i+1 >= len(s.b) {
-				return escaped, fmt.Errorf("unterminated string: %w", errJSON)
+				return escaped, nonASCII, fmt.Errorf("unterminated string: %w", errJSON)
 			}
 			switch s.b[s.i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				s.i += 2
 			case 'u':
 				if s.i+6 > len(s.b) || !isHex4(s.b[s.i+2:s.i+6]) {
-					return escaped, fmt.Errorf("bad \\u escape at offset %d: %w", s.i, errJSON)
+					return escaped, nonASCII, fmt.Errorf("bad \\u escape at offset %d: %w", s.i, errJSON)
 				}
 				s.i += 6
 			default:
-				return escaped, fmt.Errorf("bad escape at offset %d: %w", s.i, errJSON)
+				return escaped, nonASCII, fmt.Errorf("bad escape at offset %d: %w", s.i, errJSON)
 			}
 		case c < 0x20:
-			return escaped, fmt.Errorf("control character in string at offset %d: %w", s.i, errJSON)
-		default:
+			return escaped, nonASCII, fmt.Errorf("control character in string at offset %d: %w", s.i, errJSON)
+		default: // 0x80 and over
+			nonASCII = true
 			s.i++
 		}
 	}
-	return escaped, fmt.Errorf("unterminated string: %w", errJSON)
+	return escaped, nonASCII, fmt.Errorf("unterminated string: %w", errJSON)
+}
+
+// Eight bytes at a time (SWAR): a string's bytes are most of a pod's JSON.
+// For a word x, (v-lsb)&^v&msb has the high bit of the first byte where v is
+// zero set exactly (bits above it may be spurious), so the lowest set bit of
+// an OR of such tests names the first byte matching any of them.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plainLen is how many leading bytes of b are plain string bytes: ASCII
+// and none of '"', '\\' or a control character.
+func plainLen(b []byte) int {
+	n := 0
+	for ; len(b)-n >= 8; n += 8 {
+		x := binary.LittleEndian.Uint64(b[n:])
+		q := x ^ (lsb * '"')
+		e := x ^ (lsb * '\\')
+		t := ((q - lsb) &^ q) | ((e - lsb) &^ e) | ((x - lsb*0x20) &^ x) | x
+		if t &= msb; t != 0 {
+			return n + bits.TrailingZeros64(t)/8
+		}
+	}
+	for ; n < len(b); n++ {
+		if c := b[n]; c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+			break
+		}
+	}
+	return n
+}
+
+// quoteOrBackslash is the index of the first '"' or '\\' in b, or len(b).
+func quoteOrBackslash(b []byte) int {
+	n := 0
+	for ; len(b)-n >= 8; n += 8 {
+		x := binary.LittleEndian.Uint64(b[n:])
+		q := x ^ (lsb * '"')
+		e := x ^ (lsb * '\\')
+		if t := (((q - lsb) &^ q) | ((e - lsb) &^ e)) & msb; t != 0 {
+			return n + bits.TrailingZeros64(t)/8
+		}
+	}
+	for ; n < len(b); n++ {
+		if c := b[n]; c == '"' || c == '\\' {
+			break
+		}
+	}
+	return n
 }
 
 func isHex4(b []byte) bool {
