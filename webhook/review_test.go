@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -163,6 +168,73 @@ func TestReviewHandlerRecoversPanic(t *testing.T) {
 	_, out := serve(t, h, []byte(body), "application/json")
 	if r := out.Response; r.Allowed || r.UID != "7" || r.Result.Code != http.StatusInternalServerError || !strings.Contains(r.Result.Message, "panic: boom") {
 		t.Fatalf("answer %+v", r)
+	}
+}
+
+// panicWriter panics on the first write, as net/http's does with
+// http.ErrAbortHandler when the client has gone.
+type panicWriter struct{ *httptest.ResponseRecorder }
+
+func (panicWriter) Write([]byte) (int, error) { panic(http.ErrAbortHandler) }
+
+// TestReviewHandlerPanicReachesServer: a panic outside Func (here the
+// ResponseWriter's) is raised again on ServeHTTP's goroutine, where net/http
+// handles it, even though the review was answered on a reviewer goroutine.
+func TestReviewHandlerPanicReachesServer(t *testing.T) {
+	h := &ReviewHandler{Func: func(context.Context, *ReviewRequest) admission.Response { return admission.Allowed("") }}
+	body := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"7"}}`
+	for i := 0; i < 3; i++ { // the reviewer that recovered it serves again
+		func() {
+			defer func() {
+				if p := recover(); p != http.ErrAbortHandler {
+					t.Fatalf("ServeHTTP panicked with %v, want http.ErrAbortHandler", p)
+				}
+			}()
+			req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			h.ServeHTTP(panicWriter{httptest.NewRecorder()}, req)
+		}()
+	}
+	if _, out := serve(t, h, []byte(body), "application/json"); !out.Response.Allowed || out.Response.UID != "7" {
+		t.Fatalf("after the panics: answer %+v", out.Response)
+	}
+}
+
+// TestReviewHandlerConcurrent sends more reviews at once than there are
+// reviewer goroutines: every one is answered with its own UID (the ones no
+// reviewer is free for are answered on the caller's goroutine).
+func TestReviewHandlerConcurrent(t *testing.T) {
+	in := testInputs(t, []*v1alpha1.DataplanePolicy{benchPolicy}, ns("shop", nil, nil))
+	h := &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review, Pods: true}
+	n := 8 * reviewers.n
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			uid := "u-" + strconv.Itoa(i)
+			pod := testPod("p-"+strconv.Itoa(i), "shop", map[string]string{"app": "web"}, nil)
+			body := reviewOf(t, "admission.k8s.io/v1", admissionv1.AdmissionRequest{UID: types.UID(uid), Operation: admissionv1.Create,
+				Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "shop", Object: runtime.RawExtension{Raw: mustJSON(t, pod)}})
+			req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			var out admissionv1.AdmissionReview
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+				errs <- fmt.Errorf("review %d: answer %s (%v)", i, rec.Body.Bytes(), err)
+				return
+			}
+			if string(out.Response.UID) != uid || !out.Response.Allowed || len(out.Response.Patch) == 0 {
+				errs <- fmt.Errorf("review %d: answer uid %q allowed %v patch %q", i, out.Response.UID, out.Response.Allowed, out.Response.Patch)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 
