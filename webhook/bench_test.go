@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/policies"
 )
 
 // benchPolicy has five rules that do not match, so every decision evaluates
@@ -87,8 +88,17 @@ func BenchmarkServeValidatePod(b *testing.B) {
 
 // BenchmarkHandleMutatePod is the mutator's Handle alone (no HTTP, no review
 // decoding): what meshshift adds to the server's work per pod.
+// Sub-benchmarks: "fresh" decides every pod (policies.Decide), "stable" is
+// the server's way (a Stabilizer: the pods of one ReplicaSet after the first
+// reuse its answer while the inputs but traffic are unchanged).
 func BenchmarkHandleMutatePod(b *testing.B) {
+	b.Run("fresh", func(b *testing.B) { benchHandleMutatePod(b, nil) })
+	b.Run("stable", func(b *testing.B) { benchHandleMutatePod(b, policies.NewStabilizer(1024)) })
+}
+
+func benchHandleMutatePod(b *testing.B, st *policies.Stabilizer) {
 	in := testInputs(b, []*v1alpha1.DataplanePolicy{benchPolicy}, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}})
+	in.Stabilizer = st
 	var r admissionv1.AdmissionReview
 	if err := json.Unmarshal(benchReview(b), &r); err != nil {
 		b.Fatal(err)

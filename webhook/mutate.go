@@ -35,6 +35,11 @@ type Inputs struct {
 	Capabilities CapabilitySource
 	// Clock is read once per decision (traffic staleness); nil means the real clock.
 	Clock clock.PassiveClock
+	// Stabilizer, when set, keeps every pod of one workload on one answer
+	// while its inputs other than traffic are unchanged (DESIGN.md,
+	// "Stability"): a rollout does not mix modes because a rate crossed a
+	// threshold between two pods. Nil decides every pod afresh.
+	Stabilizer *policies.Stabilizer
 	// Ready reports whether the caches are synced; nil means always. Before
 	// that, pods are admitted without a decision (the detector reports them)
 	// rather than waiting on a cache on the admission path.
@@ -172,6 +177,9 @@ func (m *PodMutator) decide(pod *admjson.Pod, ns policies.Namespace) policies.De
 		input.Now = in.Clock.Now()
 	} else {
 		input.Now = time.Now()
+	}
+	if in.Stabilizer != nil {
+		return in.Stabilizer.Decide(input)
 	}
 	return policies.Decide(input)
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/policies"
 	"github.com/meshshift/meshshift/signals"
 )
 
@@ -364,4 +365,61 @@ func wireOps(t *testing.T, ops []jsonpatch.JsonPatchOperation) []wireOp {
 		return nil
 	}
 	return patchOps(t, mustJSON(t, ops))
+}
+
+// TestPodMutatorKeepsWorkloadOnOneAnswer: pods of one ReplicaSet get the same
+// answer while only their traffic changes (a rollout does not mix modes); a
+// new ReplicaSet, or a pod whose labels differ, is decided afresh.
+func TestPodMutatorKeepsWorkloadOnOneAnswer(t *testing.T) {
+	dp := &v1alpha1.DataplanePolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "busy", Generation: 1},
+		Spec: v1alpha1.DataplanePolicySpec{DefaultMode: "sidecar", Rules: []v1alpha1.Rule{{
+			Name: "quiet", When: "traffic.available && !traffic.stale && traffic.requestRate < 10.0", Mode: "ambient",
+		}}},
+	}
+	rate := 1.0
+	in := testInputs(t, []*v1alpha1.DataplanePolicy{dp}, ns("shop", nil, nil))
+	in.Traffic = func() *signals.TrafficSnapshot {
+		return &signals.TrafficSnapshot{Workloads: map[signals.WorkloadKey]signals.WorkloadTraffic{
+			{Namespace: "shop", Name: "cart"}: {RequestRate: rate, Window: 60e9, SampleTime: fixedNow},
+		}}
+	}
+	in.Clock = fixedClock()
+	in.Stabilizer = policies.NewStabilizer(16)
+	m := &PodMutator{Inputs: in}
+	decide := func(rs string, labels map[string]string) any {
+		t.Helper()
+		pod := testPod("", "shop", labels, nil)
+		pod.GenerateName = rs + "-"
+		pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs, UID: "u", Controller: ptr.To(true)}}
+		resp := handle(m, request(admissionv1.Create, "Pod", "pods", "shop", mustJSON(t, pod), nil))
+		if !resp.Allowed {
+			t.Fatalf("not allowed: %+v", resp.Result)
+		}
+		for _, p := range patchOps(t, resp.Patch) {
+			if p.Path == "/metadata/annotations" {
+				return p.Value.(map[string]any)[v1alpha1.AnnotationDecision]
+			}
+		}
+		t.Fatalf("no annotations in patch %s", resp.Patch)
+		return nil
+	}
+	hash := map[string]string{"pod-template-hash": "7d9f"}
+	if got := decide("cart-7d9f", hash); got != "ambient/rule:quiet" {
+		t.Fatalf("first pod: decision %v, want ambient/rule:quiet", got)
+	}
+	rate = 50 // busy now: the rule no longer matches
+	if got := decide("cart-7d9f", hash); got != "ambient/rule:quiet" {
+		t.Errorf("second pod of the same ReplicaSet: decision %v, want the first pod's ambient/rule:quiet", got)
+	}
+	if got := decide("cart-8e0a", map[string]string{"pod-template-hash": "8e0a"}); got != "sidecar/policy-default" {
+		t.Errorf("pod of a new ReplicaSet: decision %v, want sidecar/policy-default (traffic is busy now)", got)
+	}
+	if got := decide("cart-7d9f", map[string]string{"pod-template-hash": "7d9f", "tier": "gold"}); got != "sidecar/policy-default" {
+		t.Errorf("pod of the same ReplicaSet with other labels: decision %v, want sidecar/policy-default", got)
+	}
+	in.Stabilizer = nil
+	if got := decide("cart-7d9f", hash); got != "sidecar/policy-default" {
+		t.Errorf("without a Stabilizer: decision %v, want sidecar/policy-default", got)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/policies"
 	"github.com/meshshift/meshshift/signals"
 )
 
@@ -41,6 +42,11 @@ const (
 	DefaultValidatingConfigName = "meshshift-validating"
 	DefaultPort                 = 9443
 )
+
+// stableOwners is how many workloads' answers the pod mutator's Stabilizer
+// remembers (an arbitrary one is forgotten beyond: its next pod is decided
+// afresh). An entry is a few hundred bytes.
+const stableOwners = 16384
 
 // CertMode says where the serving certificate comes from.
 type CertMode string
@@ -217,7 +223,7 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 		return nil, fmt.Errorf("add cache sync waiter: %w", err)
 	}
 	in := &Inputs{Cache: mgr.GetCache(), Namespaces: namespaces, Policies: store, Features: features, Traffic: opts.Traffic,
-		Capabilities: caps, Clock: opts.Clock, Ready: synced.Load}
+		Capabilities: caps, Clock: opts.Clock, Ready: synced.Load, Stabilizer: policies.NewStabilizer(stableOwners)}
 	w := &Webhooks{Policies: store, Inputs: in}
 
 	srvOpts := ctrlwebhook.Options{Host: opts.Host, Port: opts.Port}
