@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unsafe"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -329,5 +330,28 @@ func TestCurrentMode(t *testing.T) {
 	}
 	if m, ok := CurrentMode(&Workload{CurrentMode: v1alpha1.ModeNone, Labels: map[string]string{LabelIstioInject: "true"}}, &Namespace{}); m != v1alpha1.ModeNone || !ok {
 		t.Errorf("the caller's CurrentMode wins: %q %v", m, ok)
+	}
+}
+
+// TestStabilizerKeepsNoCallerMemory: the webhook's strings point into the
+// request being answered, which is reused or freed afterwards. What the
+// Stabilizer keeps must be its own: scribbling over the caller's bytes
+// changes nothing.
+func TestStabilizerKeepsNoCallerMemory(t *testing.T) {
+	p := mustCompile(t, "stable", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeSidecar,
+		Rules: []v1alpha1.Rule{{Name: "busy", When: "traffic.available && !traffic.stale && traffic.requestRate > 100.0", Mode: "ambient"}}})
+	s := NewStabilizer(4)
+	body := []byte("web-7d9f")
+	in := baseInput(p)
+	in.Workload.OwnerName = unsafe.String(&body[0], len(body))
+	in.HasTraffic, in.Traffic = true, signals.WorkloadTraffic{RequestRate: 500, SampleTime: testNow}
+	if d := s.Decide(in); d.Mode != v1alpha1.ModeAmbient {
+		t.Fatalf("first pod: %s, want ambient", d.Mode)
+	}
+	copy(body, "xxxxxxxx") // the request's memory is reused
+	in.Workload.OwnerName = "web-7d9f"
+	in.Traffic.RequestRate = 1
+	if d := s.Decide(in); d.Mode != v1alpha1.ModeAmbient {
+		t.Errorf("second pod of web-7d9f after the first request's bytes changed: %s, want the remembered ambient", d.Mode)
 	}
 }

@@ -2,7 +2,10 @@ package policies
 
 import (
 	"hash/maphash"
+	"strings"
 	"sync"
+
+	"github.com/meshshift/meshshift/api/v1alpha1"
 )
 
 // Stabilizer keeps every pod of one workload on one answer: it remembers the
@@ -58,6 +61,10 @@ func (s *Stabilizer) Decide(in Input) Decision {
 		return e.d
 	}
 	d := Decide(in)
+	// What is kept must not share the caller's memory: a webhook's strings
+	// may point into the request it is answering.
+	k = ownerKey{strings.Clone(k.namespace), strings.Clone(k.kind), strings.Clone(k.name)}
+	kept := cloneDecision(d)
 	s.mu.Lock()
 	if _, exists := s.entries[k]; !exists && len(s.entries) >= s.max {
 		for victim := range s.entries {
@@ -65,8 +72,37 @@ func (s *Stabilizer) Decide(in Input) Decision {
 			break
 		}
 	}
-	s.entries[k] = stableEntry{fp: fp, d: d}
+	s.entries[k] = stableEntry{fp: fp, d: kept}
 	s.mu.Unlock()
+	return d
+}
+
+// cloneDecision is d with every string copied.
+func cloneDecision(d Decision) Decision {
+	cloneMap := func(m map[string]string) map[string]string {
+		if m == nil {
+			return nil
+		}
+		out := make(map[string]string, len(m))
+		for k, v := range m {
+			out[strings.Clone(k)] = strings.Clone(v)
+		}
+		return out
+	}
+	cloneAll := func(ss []string) []string {
+		if ss == nil {
+			return nil
+		}
+		out := make([]string, len(ss))
+		for i, v := range ss {
+			out[i] = strings.Clone(v)
+		}
+		return out
+	}
+	d.Mode = v1alpha1.Mode(strings.Clone(string(d.Mode)))
+	d.Waypoint, d.Rule, d.Reason, d.Policy = strings.Clone(d.Waypoint), strings.Clone(d.Rule), strings.Clone(d.Reason), strings.Clone(d.Policy)
+	d.Labels, d.Annotations = cloneMap(d.Labels), cloneMap(d.Annotations)
+	d.LabelsToRemove, d.AnnotationsToRemove, d.Warnings = cloneAll(d.LabelsToRemove), cloneAll(d.AnnotationsToRemove), cloneAll(d.Warnings)
 	return d
 }
 
