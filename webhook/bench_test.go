@@ -65,10 +65,18 @@ func benchServe(b *testing.B, h http.Handler, body []byte) {
 }
 
 // BenchmarkServeMutatePod is one AdmissionReview through meshshift's pod
-// mutator as the server runs it (ReviewHandler: decode review, decide,
-// patch, encode); BenchmarkServeNoopReview is its baseline.
+// mutator under ReviewHandler (decode review, decide, patch, encode);
+// BenchmarkServeNoopReview is its baseline. "fresh" decides every pod;
+// "stable" is the server's way: the pods of one ReplicaSet after the first
+// are answered from the remembered answer (answerMemo).
 func BenchmarkServeMutatePod(b *testing.B) {
+	b.Run("fresh", func(b *testing.B) { benchServeMutatePod(b, nil) })
+	b.Run("stable", func(b *testing.B) { benchServeMutatePod(b, policies.NewStabilizer(1024)) })
+}
+
+func benchServeMutatePod(b *testing.B, st *policies.Stabilizer) {
 	in := testInputs(b, []*v1alpha1.DataplanePolicy{benchPolicy}, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}})
+	in.Stabilizer = st
 	benchServe(b, &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review, Pods: true}, benchReview(b))
 }
 
@@ -89,8 +97,9 @@ func BenchmarkServeValidatePod(b *testing.B) {
 // BenchmarkHandleMutatePod is the mutator's Handle alone (no HTTP, no review
 // decoding): what meshshift adds to the server's work per pod.
 // Sub-benchmarks: "fresh" decides every pod (policies.Decide), "stable" is
-// the server's way (a Stabilizer: the pods of one ReplicaSet after the first
-// reuse its answer while the inputs but traffic are unchanged).
+// the server's way (a Stabilizer and the answer memo: the pods of one
+// ReplicaSet after the first reuse its answer while the inputs but traffic
+// are unchanged).
 func BenchmarkHandleMutatePod(b *testing.B) {
 	b.Run("fresh", func(b *testing.B) { benchHandleMutatePod(b, nil) })
 	b.Run("stable", func(b *testing.B) { benchHandleMutatePod(b, policies.NewStabilizer(1024)) })

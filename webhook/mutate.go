@@ -1,8 +1,12 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -44,6 +48,14 @@ type Inputs struct {
 	// that, pods are admitted without a decision (the detector reports them)
 	// rather than waiting on a cache on the admission path.
 	Ready func() bool
+
+	memoOnce sync.Once
+	memo     *answerMemo // with a Stabilizer: the mutator's answers (answerMemo)
+}
+
+func (in *Inputs) answers() *answerMemo {
+	in.memoOnce.Do(func() { in.memo = newAnswerMemo(stableOwners) })
+	return in.memo
 }
 
 func (in *Inputs) namespace(ctx context.Context, name string) policies.Namespace {
@@ -103,7 +115,8 @@ func (m *PodMutator) Review(ctx context.Context, req *ReviewRequest) admission.R
 	return m.mutate(ctx, req.Operation, req.SubResource, req.Namespace, req.Object, req.Pod)
 }
 
-// mutate decides for the pod in raw; pod is raw already decoded, or nil.
+// mutate decides for the pod in raw; pod is raw already decoded (its maps
+// perhaps not yet), or nil.
 func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace string, raw []byte, pod *admjson.Pod) admission.Response {
 	if op != string(admissionv1.Create) || subResource != "" {
 		return admission.Allowed("")
@@ -124,6 +137,33 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 	if nsName == "" {
 		nsName = pod.Metadata.Namespace
 	}
+	// The workload's next pod: its remembered answer, when nothing the
+	// Stabilizer would look at has changed (answerMemo).
+	var memo *memoEntry
+	var owner memoOwner
+	if in.Stabilizer != nil {
+		if kind, name := pod.Controller(); name != "" {
+			if labels, annotations, ok := pod.MapsJSON(); ok {
+				if v, ok := in.versions(nsName); ok {
+					owner = memoOwner{nsName, kind, name}
+					if e, hit := in.answers().get(owner, labels, annotations, pod.Spec.HostNetwork, &v); hit {
+						decisionsTotal.WithLabelValues(e.mode, e.rule).Inc()
+						decisionSeconds.Observe(time.Since(start).Seconds())
+						return e.response()
+					}
+					memo = &memoEntry{labels: bytes.Clone(labels), annotations: bytes.Clone(annotations),
+						hostNetwork: pod.Spec.HostNetwork, inputs: v}
+					memo.inputs.caps.MeshNamespaces = slices.Clone(v.caps.MeshNamespaces)
+				}
+			}
+		}
+	}
+	if err := pod.DecodeMaps(); err != nil {
+		if _, perr := admjson.DecodePod(raw); perr != nil {
+			err = perr // the same error, at offsets in the pod
+		}
+		return admission.Errored(http.StatusBadRequest, err)
+	}
 	ns := in.namespace(ctx, nsName)
 	if errs := policies.ValidatePodMeshMetadata(metadataPath, pod.Metadata.Labels, pod.Metadata.Annotations); len(errs) > 0 {
 		// Leave the pod as the user wrote it: the validating webhook rejects it
@@ -138,15 +178,38 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 	pw.MapOps("/metadata/annotations", pod.Metadata.Annotations, d.Annotations, d.AnnotationsToRemove)
 	decisionsTotal.WithLabelValues(string(d.Mode), d.Rule).Inc()
 	decisionSeconds.Observe(time.Since(start).Seconds())
+	var resp admission.Response
 	if pw.Ops() == 0 {
-		return withWarnings(admission.Allowed(""), d.Warnings)
+		resp = withWarnings(admission.Allowed(""), d.Warnings)
+	} else {
+		// The patch is written here (admjson.PatchWriter) rather than by
+		// Response.Complete from Patches, which marshals through reflection.
+		pt := admissionv1.PatchTypeJSONPatch
+		resp = withWarnings(admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+			Allowed: true, PatchType: &pt, Patch: pw.Done(), Result: &metav1.Status{Code: http.StatusOK},
+		}}, d.Warnings)
 	}
-	// The patch is written here (admjson.PatchWriter) rather than by Response.Complete
-	// from Patches, which marshals through reflection.
-	pt := admissionv1.PatchTypeJSONPatch
-	return withWarnings(admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
-		Allowed: true, PatchType: &pt, Patch: pw.Done(), Result: &metav1.Status{Code: http.StatusOK},
-	}}, d.Warnings)
+	if memo != nil {
+		memo.mode, memo.rule = strings.Clone(string(d.Mode)), strings.Clone(d.Rule)
+		memo.patch = resp.Patch // written by pw: not the request's memory
+		for _, w := range resp.Warnings {
+			memo.warnings = append(memo.warnings, strings.Clone(w))
+		}
+		in.answers().put(owner, memo)
+	}
+	return resp
+}
+
+// response is the remembered answer as a new Response (its patch and
+// warnings shared, read-only).
+func (e *memoEntry) response() admission.Response {
+	r := admission.Allowed("")
+	if len(e.patch) > 0 {
+		pt := admissionv1.PatchTypeJSONPatch
+		r.PatchType, r.Patch = &pt, e.patch
+	}
+	r.Warnings = e.warnings
+	return r
 }
 
 // decide gathers the pod's inputs from the caches and calls policies.Decide.

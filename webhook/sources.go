@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type PolicyStore struct {
 	byName   map[string]*policies.Policy
 	results  map[string]compiled // the last generation compiled, valid or not
 	snapshot atomic.Pointer[[]*policies.Policy]
+	version  atomic.Uint64 // grows with every new snapshot
 }
 
 // compiled is what policies.Compile said of one generation of a policy.
@@ -58,6 +60,9 @@ func NewPolicyStore(log logr.Logger) *PolicyStore {
 	s.publish()
 	return s
 }
+
+// Version grows with every change of the set Policies returns.
+func (s *PolicyStore) Version() uint64 { return s.version.Load() }
 
 // Policies is the current set, sorted by name. Do not change it.
 func (s *PolicyStore) Policies() []*policies.Policy { return *s.snapshot.Load() }
@@ -117,6 +122,7 @@ func (s *PolicyStore) publish() {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
 	s.snapshot.Store(&out)
+	s.version.Add(1)
 }
 
 // EventHandler feeds the store from a DataplanePolicy informer.
@@ -148,27 +154,45 @@ func (s *PolicyStore) EventHandler() cache.ResourceEventHandler {
 // a cache Get makes. The maps are the informer's own objects' and are never
 // changed (informer objects are read-only).
 type NamespaceStore struct {
-	mu sync.RWMutex
-	m  map[string]policies.Namespace
+	mu      sync.RWMutex
+	m       map[string]storedNamespace
+	version uint64
+}
+
+// storedNamespace is a namespace and the store's version when it last changed.
+type storedNamespace struct {
+	ns      policies.Namespace
+	version uint64
 }
 
 // NewNamespaceStore returns an empty store.
 func NewNamespaceStore() *NamespaceStore {
-	return &NamespaceStore{m: map[string]policies.Namespace{}}
+	return &NamespaceStore{m: map[string]storedNamespace{}}
 }
 
 // Get returns the namespace called name; ok is false when it is unknown.
 func (s *NamespaceStore) Get(name string) (policies.Namespace, bool) {
+	ns, _, ok := s.GetVersion(name)
+	return ns, ok
+}
+
+// GetVersion is Get with a version that changes whenever the namespace's
+// labels or annotations do, or it appears or goes (0: unknown).
+func (s *NamespaceStore) GetVersion(name string) (policies.Namespace, uint64, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ns, ok := s.m[name]
-	return ns, ok
+	e, ok := s.m[name]
+	return e.ns, e.version, ok
 }
 
 func (s *NamespaceStore) upsert(ns *corev1.Namespace) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m[ns.Name] = policies.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
+	if old, ok := s.m[ns.Name]; ok && maps.Equal(old.ns.Labels, ns.Labels) && maps.Equal(old.ns.Annotations, ns.Annotations) {
+		return // a resync or a change of something else (status, finalizers)
+	}
+	s.version++
+	s.m[ns.Name] = storedNamespace{ns: policies.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}, version: s.version}
 }
 
 func (s *NamespaceStore) delete(name string) {

@@ -92,7 +92,7 @@ func (v *PodValidator) check(ctx context.Context, op, subResource, namespace str
 	if (op != string(admissionv1.Create) && op != string(admissionv1.Update)) || subResource != "" {
 		return admission.Allowed("")
 	}
-	if pod == nil {
+	if pod == nil || pod.DecodeMaps() != nil {
 		var err error
 		if pod, err = admjson.DecodePod(raw); err != nil {
 			return undecodable(kindPod, err)

@@ -63,6 +63,10 @@ func FuzzDecodePod(f *testing.F) {
 	f.Add([]byte(`{"metadata":{"ownerReferences":[{"kind":"A"}],"ownerReferences":[],"ownerReferences":null}}`))
 	f.Add([]byte(`{"metadata":{"ownerReferences":[{"kind":5}]}}`))
 	f.Add([]byte(`{"metadata":{"annotations":{"k":"v\"\\/\u00e9"}},"spec":{"hostNetwork":null,"x":[1,-2.5e+3,true,false,null,{}]}}`))
+	// Repeated and null metadata, labels and annotations: MapsJSON must not
+	// claim one raw value for a merge.
+	f.Add([]byte(`{"metadata":{"labels":{"a":"1"}},"metadata":{"labels":{"b":"2"}}}`))
+	f.Add([]byte(`{"metadata":{"labels":{"a":"1"},"labels":null,"annotations":{"x":"y"}},"metadata":null,"metadata":{"labels":{"c":"3"}}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got, gotErr := DecodePod(raw)
 		if !json.Valid(raw) {
@@ -76,8 +80,11 @@ func FuzzDecodePod(f *testing.F) {
 		if (gotErr == nil) != (wantErr == nil) {
 			t.Fatalf("DecodePod error %v, full decode error %v, on %s", gotErr, wantErr, raw)
 		}
-		if gotErr == nil && !reflect.DeepEqual(got, &want) {
+		if gotErr == nil && (!reflect.DeepEqual(got.Metadata, want.Metadata) || got.Spec != want.Spec) {
 			t.Fatalf("DecodePod %+v, full decode %+v, on %s", got, &want, raw)
+		}
+		if gotErr == nil {
+			checkMapsJSON(t, got, raw)
 		}
 	})
 }
@@ -123,6 +130,8 @@ func FuzzDecodeReview(f *testing.F) {
 	f.Add(apiServerReview(f))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"metadata":{"name":"a"}},"object":null}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"metadata":{"name":"a"}},"object":{"spec":{}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"metadata":{"labels":{"a":5}}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"metadata":{"labels":{"a":"1"},"annotations":{"b":"2"},"labels":{"c":"3"}}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := DecodeReview(data)
 		checkPodReview(t, data, got, err)
@@ -171,10 +180,49 @@ func checkPodReview(t *testing.T, data []byte, want Review, wantErr error) {
 		t.Fatalf("DecodePodReview %+v, DecodeReview %+v", got, want)
 	}
 	wantPod, podErr := DecodePod(got.Request.Object)
+	if pod != nil {
+		labels, annotations, ok := pod.MapsJSON()
+		if err := pod.DecodeMaps(); err != nil {
+			if podErr == nil {
+				t.Fatalf("DecodeMaps: %v; DecodePod read %+v", err, wantPod.Metadata)
+			}
+			return
+		}
+		if podErr == nil {
+			wl, wa, wok := wantPod.MapsJSON()
+			if ok != wok || !bytes.Equal(labels, wl) || !bytes.Equal(annotations, wa) {
+				t.Fatalf("MapsJSON of the lazy pod %q %q %v, of DecodePod's %q %q %v", labels, annotations, ok, wl, wa, wok)
+			}
+		}
+	}
 	switch {
 	case podErr != nil && pod != nil:
 		t.Fatalf("DecodePodReview read pod %+v; DecodePod: %v", pod, podErr)
-	case podErr == nil && !reflect.DeepEqual(pod, wantPod):
+	case podErr == nil && (pod == nil || !reflect.DeepEqual(pod.Metadata, wantPod.Metadata) || pod.Spec != wantPod.Spec):
 		t.Fatalf("DecodePodReview read pod %+v; DecodePod %+v", pod, wantPod)
+	}
+}
+
+// checkMapsJSON: when MapsJSON says ok, the labels and annotations are what
+// its raw values decode to alone.
+func checkMapsJSON(t *testing.T, p *Pod, raw []byte) {
+	t.Helper()
+	labels, annotations, ok := p.MapsJSON()
+	if !ok {
+		return
+	}
+	for _, c := range []struct {
+		raw  []byte
+		want map[string]string
+	}{{labels, p.Metadata.Labels}, {annotations, p.Metadata.Annotations}} {
+		var m map[string]string
+		if c.raw != nil {
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts(c.raw, &m); err != nil {
+				t.Fatalf("MapsJSON value %s does not decode: %v (pod %s)", c.raw, err, raw)
+			}
+		}
+		if !reflect.DeepEqual(m, c.want) {
+			t.Fatalf("MapsJSON value %s decodes to %v, the pod has %v (pod %s)", c.raw, m, c.want, raw)
+		}
 	}
 }

@@ -13,6 +13,60 @@ type Pod struct {
 	Spec     struct {
 		HostNetwork bool `json:"hostNetwork,omitempty"`
 	} `json:"spec"`
+
+	// maps are the raw values of metadata.labels and metadata.annotations
+	// in the order given (a repeated key merges); lazy says they are not in
+	// Metadata yet (DecodeMaps).
+	maps         []mapJSON
+	lazy         bool
+	repeatedMeta bool
+}
+
+// mapJSON is the raw value of metadata.labels (annotations false) or
+// metadata.annotations.
+type mapJSON struct {
+	annotations bool
+	raw         []byte
+}
+
+// MapsJSON are the raw JSON values of metadata.labels and
+// metadata.annotations (nil when absent); ok is false when metadata or one
+// of them is given more than once (their value is then a merge of several).
+// Two pods with equal MapsJSON have equal Labels and Annotations.
+func (p *Pod) MapsJSON() (labels, annotations []byte, ok bool) {
+	for _, m := range p.maps {
+		dst := &labels
+		if m.annotations {
+			dst = &annotations
+		}
+		if *dst != nil {
+			return nil, nil, false
+		}
+		*dst = m.raw
+	}
+	return labels, annotations, !p.repeatedMeta
+}
+
+// DecodeMaps fills Metadata.Labels and Metadata.Annotations of a pod read
+// by DecodePodReview, which leaves them for later (a webhook may answer
+// from MapsJSON alone); a pod from DecodePod has them already. An error is
+// the one DecodePod would have returned for the labels or annotations.
+func (p *Pod) DecodeMaps() error {
+	if !p.lazy {
+		return nil
+	}
+	for _, m := range p.maps {
+		dst := &p.Metadata.Labels
+		if m.annotations {
+			dst = &p.Metadata.Annotations
+		}
+		s := scanner{b: m.raw}
+		if err := s.stringMap(dst); err != nil {
+			return fmt.Errorf("decode pod: %w", err)
+		}
+	}
+	p.lazy = false
+	return nil
 }
 
 // PodMeta is the part of a pod's metadata the webhooks read.
@@ -63,7 +117,7 @@ func (p *Pod) Controller() (kind, name string) {
 // never are).
 func DecodePod(raw []byte) (*Pod, error) {
 	s := scanner{b: raw}
-	p, err := s.pod()
+	p, err := s.pod(false)
 	if err != nil {
 		return nil, fmt.Errorf("decode pod: %w", err)
 	}
@@ -73,23 +127,26 @@ func DecodePod(raw []byte) (*Pod, error) {
 	return p, nil
 }
 
-// pod decodes the object at s.i as DecodePod does.
-func (s *scanner) pod() (*Pod, error) {
-	var p Pod
+// pod decodes the object at s.i as DecodePod does; lazy leaves the labels
+// and annotations maps to Pod.DecodeMaps.
+func (s *scanner) pod(lazy bool) (*Pod, error) {
+	p := Pod{lazy: lazy}
 	if err := s.object(func(key []byte) error {
 		switch string(key) {
 		case "metadata":
 			start := s.i
 			if s.peek() == 'n' {
-				p.Metadata = nil
+				p.Metadata, p.maps = nil, nil
 				return s.literal(nullLit)
 			}
 			if p.Metadata == nil {
 				p.Metadata = &PodMeta{}
+			} else {
+				p.repeatedMeta = true
 			}
 			// Into the same struct: a repeated key merges, as encoding/json does.
 			s.i = start
-			return s.meta(p.Metadata)
+			return s.meta(&p)
 		case "spec":
 			return s.spec(&p)
 		default:
@@ -107,7 +164,8 @@ func (s *scanner) pod() (*Pod, error) {
 // meta decodes the metadata fields Pod keeps and skips the others. Field
 // semantics follow encoding/json: null leaves a string alone and clears a map,
 // a repeated map merges, a null map value is "".
-func (s *scanner) meta(m *PodMeta) error {
+func (s *scanner) meta(p *Pod) error {
+	m := p.Metadata
 	return s.object(func(key []byte) error {
 		switch string(key) {
 		case "name":
@@ -117,15 +175,32 @@ func (s *scanner) meta(m *PodMeta) error {
 		case "namespace":
 			return s.stringInto(&m.Namespace)
 		case "labels":
-			return s.stringMap(&m.Labels)
+			return s.podMap(p, false, &m.Labels)
 		case "annotations":
-			return s.stringMap(&m.Annotations)
+			return s.podMap(p, true, &m.Annotations)
 		case "ownerReferences":
 			return s.ownerRefs(&m.OwnerReferences)
 		default:
 			return s.skip()
 		}
 	})
+}
+
+// podMap reads metadata.labels or metadata.annotations into dst, or only
+// keeps its raw value when the pod is read lazily.
+func (s *scanner) podMap(p *Pod, annotations bool, dst *map[string]string) error {
+	s.ws()
+	start := s.i
+	var err error
+	if p.lazy {
+		err = s.skip()
+	} else {
+		err = s.stringMap(dst)
+	}
+	if err == nil {
+		p.maps = append(p.maps, mapJSON{annotations: annotations, raw: s.b[start:s.i:s.i]})
+	}
+	return err
 }
 
 // ownerRefs decodes metadata.ownerReferences like encoding/json decodes a

@@ -18,9 +18,10 @@ type ReviewRequest struct {
 	// request.oldObject; nil when absent or null. They share the request
 	// body's memory.
 	Object, OldObject []byte
-	// Pod is Object read by DecodePod, when DecodePodReview read it in the
-	// same pass; nil otherwise (and when Object is not a pod's JSON, which
-	// DecodePod(Object) then names).
+	// Pod is Object read by DecodePod's view, when DecodePodReview read it
+	// in the same pass; nil otherwise (and when Object is not a pod's JSON,
+	// which DecodePod(Object) then names). Its labels and annotations are
+	// read by Pod.DecodeMaps.
 	Pod *Pod
 }
 
@@ -41,7 +42,8 @@ func DecodeReview(body []byte) (Review, error) {
 
 // DecodePodReview is DecodeReview for a review of a Pod: request.object is
 // read by DecodePod's view in the same pass (into Request.Pod) instead of
-// being skipped here and scanned again by DecodePod.
+// being skipped here and scanned again by DecodePod. The labels and
+// annotations maps are left to Pod.DecodeMaps (Pod.MapsJSON has them raw).
 func DecodePodReview(body []byte) (Review, error) {
 	return decodeReview(body, true)
 }
@@ -144,7 +146,7 @@ func (s *scanner) podInto(r *ReviewRequest) error {
 	s.ws()
 	start := s.i
 	if s.peek() == '{' {
-		if p, err := s.pod(); err == nil {
+		if p, err := s.pod(true); err == nil {
 			r.Object, r.Pod = s.b[start:s.i:s.i], p
 			return nil
 		}
