@@ -82,6 +82,7 @@ func rotations(rounds int) []variant {
 func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 	fmt.Printf("webhook bench (a): %d pods per round through the API server, %d workers, %d rounds per variant\n", c.pods, c.podWorkers, c.rounds)
 	secs := map[variant][]float64{}
+	cpuPerPod := map[variant]map[string][]float64{variantNoop: {}, variantLabel: {}, variantMeshshift: {}}
 	var groups, labelGroups, labelNoop []float64 // meshshift ÷ no-op, meshshift ÷ one-label, one-label ÷ no-op, in each group of three rounds
 	for i, v := range rotations(c.rounds) {
 		if err := e.install(ctx, v); err != nil {
@@ -94,9 +95,14 @@ func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 				prof <- e.profileAPIServer(ctx, filepath.Join(c.apiProfile, strings.TrimSpace(v.String())+".pprof"), 5)
 			}()
 		}
+		cpu0 := readCPUShares()
 		d, undecided, err := createRound(ctx, e, c, i)
 		if err != nil {
 			return createResult{}, err
+		}
+		cpu := perPod(cpu0, readCPUShares(), c.pods)
+		for name, us := range cpu {
+			cpuPerPod[v][name] = append(cpuPerPod[v][name], us)
 		}
 		if prof != nil {
 			if err := <-prof; err != nil {
@@ -107,7 +113,7 @@ func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 			return createResult{}, fmt.Errorf("%d pods admitted without a decision in a meshshift round", undecided)
 		}
 		secs[v] = append(secs[v], d.Seconds())
-		fmt.Printf("  round %d %s %7.3fs  %5.2f ms/pod\n", i, v, d.Seconds(), d.Seconds()*1000/float64(c.pods))
+		fmt.Printf("  round %d %s %7.3fs  %5.2f ms/pod  cpu/pod: %s\n", i, v, d.Seconds(), d.Seconds()*1000/float64(c.pods), fmtCPU(cpu))
 		if i%3 == 2 { // rotations: rounds 3k, 3k+1, 3k+2 are one of each variant
 			last := func(v variant) float64 { return secs[v][len(secs[v])-1] }
 			groups = append(groups, last(variantMeshshift)/last(variantNoop))
@@ -127,6 +133,21 @@ func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 	fmt.Printf("  median    noop %.3fs  one-label %.3fs  meshshift %.3fs; meshshift / no-op of the medians %.3f\n", noop, label, mesh, mesh/noop)
 	fmt.Printf("  groups    %s  create_ratio (their median) %.3f (meshshift / no-op; goal <= 1.10)\n", fmtRatios(groups), r.ratio)
 	fmt.Printf("  one-label/no-op %.3f  meshshift/one-label %.3f (medians of the groups)\n", median(labelNoop), r.labelRatio)
+	// Where the time goes: the CPU per pod of each process (median of the
+	// rounds). The webhook server and the pod creator run in webhookbench.
+	total := map[variant]float64{}
+	api := map[variant]float64{}
+	for _, v := range []variant{variantNoop, variantLabel, variantMeshshift} {
+		med := map[string]float64{}
+		for name, xs := range cpuPerPod[v] {
+			med[name] = median(xs)
+			total[v] += med[name]
+		}
+		api[v] = med["kube-apiserver"]
+		fmt.Printf("  cpu/pod   %s %s, total %.0fus\n", v, fmtCPU(med), total[v])
+	}
+	fmt.Printf("  cpu/pod   meshshift / no-op %.3f; the API server's extra per patched pod: one-label +%.0fus, meshshift +%.0fus\n",
+		total[variantMeshshift]/total[variantNoop], api[variantLabel]-api[variantNoop], api[variantMeshshift]-api[variantNoop])
 	return r, nil
 }
 
@@ -298,6 +319,19 @@ func pacedRound(ctx context.Context, hc *http.Client, url string, body []byte, c
 		return roundResult{}, firstErr
 	}
 	return roundResult{rps: float64(n) / d.Seconds(), lat: lat}, nil
+}
+
+func fmtCPU(m map[string]float64) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s %.0fus ", n, m[n])
+	}
+	return strings.TrimSpace(b.String())
 }
 
 func fmtRatios(xs []float64) string {
