@@ -34,13 +34,22 @@
 //
 // The pod mutator and the pod validator, which the API server waits on for
 // every pod, are served by ReviewHandler: one pass over the AdmissionReview
-// that keeps the request fields they read and the objects as raw JSON
-// (admjson.DecodePod then reads only the pod's metadata and
-// spec.hostNetwork), and an answer written without reflection. It gives the
-// answers of controller-runtime's admission.Webhook
-// (TestReviewHandlerAgreesWithWebhook) at a quarter of its cost. The
-// Namespace, DataplanePolicy and MeshMigration validators, called rarely,
-// use admission.Webhook.
+// that keeps the request fields they read, reads the pod's metadata and
+// spec.hostNetwork in the same pass (admjson.DecodePodReview), and writes
+// the answer without reflection, on long-lived goroutines whose stacks have
+// grown already. It gives the answers of controller-runtime's
+// admission.Webhook (TestReviewHandlerAgreesWithWebhook) at a sixth of its
+// cost. The Namespace, DataplanePolicy and MeshMigration validators, called
+// rarely, use admission.Webhook.
+//
+// Every pod of one workload gets the same answer while its inputs other than
+// traffic are unchanged (policies.Stabilizer; DESIGN.md, "Stability"). The
+// mutator also remembers the answer itself per workload: the next pod of a
+// ReplicaSet, whose labels and annotations are the same bytes, is answered
+// with the same patch without decoding them or deciding again, until a
+// namespace, policy, mesh object or capability changes (answerMemo;
+// TestPodMutatorRemembersAnswers shows it always agrees with deciding
+// afresh).
 //
 // Metrics (registered in controller-runtime's metrics registry):
 //

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	admissionmetrics "sigs.k8s.io/controller-runtime/pkg/webhook/admission/metrics"
 
 	"github.com/meshshift/meshshift/webhook/internal/admjson"
 )
@@ -143,6 +144,7 @@ func readBody(r *io.LimitedReader, contentLength int64) ([]byte, error) {
 func (h *ReviewHandler) call(ctx context.Context, log logr.Logger, req *ReviewRequest) (resp admission.Response) {
 	defer func() {
 		if p := recover(); p != nil {
+			admissionmetrics.WebhookPanics.WithLabelValues().Inc() // as admission.Webhook counts them
 			log.Error(fmt.Errorf("panic: %v", p), "webhook panicked", "uid", req.UID)
 			resp = admission.Errored(http.StatusInternalServerError, fmt.Errorf("panic: %v [recovered]", p))
 		}

@@ -14,12 +14,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	admissionmetrics "sigs.k8s.io/controller-runtime/pkg/webhook/admission/metrics"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
 )
@@ -165,9 +167,13 @@ func TestReviewHandlerRejectsBadRequests(t *testing.T) {
 func TestReviewHandlerRecoversPanic(t *testing.T) {
 	h := &ReviewHandler{Func: func(context.Context, *ReviewRequest) admission.Response { panic("boom") }}
 	body := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"7"}}`
+	before := testutil.ToFloat64(admissionmetrics.WebhookPanics)
 	_, out := serve(t, h, []byte(body), "application/json")
 	if r := out.Response; r.Allowed || r.UID != "7" || r.Result.Code != http.StatusInternalServerError || !strings.Contains(r.Result.Message, "panic: boom") {
 		t.Fatalf("answer %+v", r)
+	}
+	if n := testutil.ToFloat64(admissionmetrics.WebhookPanics) - before; n != 1 {
+		t.Errorf("controller_runtime_webhook_panics_total grew by %v, want 1", n)
 	}
 }
 
