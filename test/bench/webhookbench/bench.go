@@ -65,10 +65,13 @@ func name(noop bool) string {
 
 type createResult struct{ ratio, labelRatio float64 }
 
+// createVariants are the variants of the API server benchmark.
+var createVariants = []variant{variantNoop, variantLabel, variantPolicy, variantMeshshift}
+
 // rotations orders the variants differently in each round, so that drift in
 // a shared machine's load hits all alike.
 func rotations(rounds int) []variant {
-	vs := []variant{variantNoop, variantLabel, variantMeshshift}
+	vs := createVariants
 	var out []variant
 	for i := 0; i < rounds; i++ {
 		for j := range vs {
@@ -82,14 +85,18 @@ func rotations(rounds int) []variant {
 func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 	fmt.Printf("webhook bench (a): %d pods per round through the API server, %d workers, %d rounds per variant\n", c.pods, c.podWorkers, c.rounds)
 	secs := map[variant][]float64{}
-	cpuPerPod := map[variant]map[string][]float64{variantNoop: {}, variantLabel: {}, variantMeshshift: {}}
-	var groups, labelGroups, labelNoop []float64 // meshshift ÷ no-op, meshshift ÷ one-label, one-label ÷ no-op, in each group of three rounds
+	cpuPerPod := map[variant]map[string][]float64{}
+	for _, v := range createVariants {
+		cpuPerPod[v] = map[string][]float64{}
+	}
+	// meshshift ÷ no-op, meshshift ÷ one-label, one-label ÷ no-op, policy ÷ no-op in each group of rounds
+	var groups, labelGroups, labelNoop, policyNoop []float64
 	for i, v := range rotations(c.rounds) {
 		if err := e.install(ctx, v); err != nil {
 			return createResult{}, err
 		}
 		var prof chan error
-		if c.apiProfile != "" && i < 3 {
+		if c.apiProfile != "" && i < len(createVariants) {
 			prof = make(chan error, 1)
 			go func() {
 				prof <- e.profileAPIServer(ctx, filepath.Join(c.apiProfile, strings.TrimSpace(v.String())+".pprof"), 5)
@@ -114,11 +121,12 @@ func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 		}
 		secs[v] = append(secs[v], d.Seconds())
 		fmt.Printf("  round %d %s %7.3fs  %5.2f ms/pod  cpu/pod: %s\n", i, v, d.Seconds(), d.Seconds()*1000/float64(c.pods), fmtCPU(cpu))
-		if i%3 == 2 { // rotations: rounds 3k, 3k+1, 3k+2 are one of each variant
+		if n := len(createVariants); i%n == n-1 { // rotations: each group of n rounds has one of each variant
 			last := func(v variant) float64 { return secs[v][len(secs[v])-1] }
 			groups = append(groups, last(variantMeshshift)/last(variantNoop))
 			labelGroups = append(labelGroups, last(variantMeshshift)/last(variantLabel))
 			labelNoop = append(labelNoop, last(variantLabel)/last(variantNoop))
+			policyNoop = append(policyNoop, last(variantPolicy)/last(variantNoop))
 		}
 		// Every round starts from the same API server and etcd: pods piling
 		// up round after round would slow the later rounds.
@@ -130,14 +138,16 @@ func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 	// three rounds being close in time.
 	noop, label, mesh := median(secs[variantNoop]), median(secs[variantLabel]), median(secs[variantMeshshift])
 	r := createResult{ratio: median(groups), labelRatio: median(labelGroups)}
-	fmt.Printf("  median    noop %.3fs  one-label %.3fs  meshshift %.3fs; meshshift / no-op of the medians %.3f\n", noop, label, mesh, mesh/noop)
+	fmt.Printf("  median    noop %.3fs  one-label %.3fs  policy %.3fs  meshshift %.3fs; meshshift / no-op of the medians %.3f\n",
+		noop, label, median(secs[variantPolicy]), mesh, mesh/noop)
 	fmt.Printf("  groups    %s  create_ratio (their median) %.3f (meshshift / no-op; goal <= 1.10)\n", fmtRatios(groups), r.ratio)
-	fmt.Printf("  one-label/no-op %.3f  meshshift/one-label %.3f (medians of the groups)\n", median(labelNoop), r.labelRatio)
+	fmt.Printf("  one-label/no-op %.3f  policy/no-op %.3f  meshshift/one-label %.3f (medians of the groups; policy: a MutatingAdmissionPolicy adds the label, no webhook patches)\n",
+		median(labelNoop), median(policyNoop), r.labelRatio)
 	// Where the time goes: the CPU per pod of each process (median of the
 	// rounds). The webhook server and the pod creator run in webhookbench.
 	total := map[variant]float64{}
 	api := map[variant]float64{}
-	for _, v := range []variant{variantNoop, variantLabel, variantMeshshift} {
+	for _, v := range createVariants {
 		med := map[string]float64{}
 		for name, xs := range cpuPerPod[v] {
 			med[name] = median(xs)
@@ -146,8 +156,8 @@ func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 		api[v] = med["kube-apiserver"]
 		fmt.Printf("  cpu/pod   %s %s, total %.0fus\n", v, fmtCPU(med), total[v])
 	}
-	fmt.Printf("  cpu/pod   meshshift / no-op %.3f; the API server's extra per patched pod: one-label +%.0fus, meshshift +%.0fus\n",
-		total[variantMeshshift]/total[variantNoop], api[variantLabel]-api[variantNoop], api[variantMeshshift]-api[variantNoop])
+	fmt.Printf("  cpu/pod   meshshift / no-op %.3f; the API server's extra per mutated pod: one-label +%.0fus, policy +%.0fus, meshshift +%.0fus\n",
+		total[variantMeshshift]/total[variantNoop], api[variantLabel]-api[variantNoop], api[variantPolicy]-api[variantNoop], api[variantMeshshift]-api[variantNoop])
 	return r, nil
 }
 

@@ -190,10 +190,45 @@ const (
 	variantLabel                    // a one-label patch, no-op validation
 	variantMeshshift                // meshshift's handlers
 	variantCapture                  // the capturing mutating handler, no-op validation
+	variantPolicy                   // no-op handlers, and a MutatingAdmissionPolicy adding one label
 )
 
 func (v variant) String() string {
-	return [...]string{"noop     ", "one-label", "meshshift", "capture  "}[v]
+	return [...]string{"noop     ", "one-label", "meshshift", "capture  ", "policy   "}[v]
+}
+
+// labelPolicy is a MutatingAdmissionPolicy that adds the one label in the
+// API server itself (CEL, no webhook): what mutating a pod at all costs the
+// API server, webhooks aside.
+func labelPolicy() (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding) {
+	p := &admissionregistrationv1.MutatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-label"},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+				},
+			}}},
+			FailurePolicy:      ptr.To(admissionregistrationv1.Fail),
+			ReinvocationPolicy: admissionregistrationv1.NeverReinvocationPolicy,
+			Mutations: []admissionregistrationv1.Mutation{{
+				PatchType: admissionregistrationv1.PatchTypeApplyConfiguration,
+				ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{
+					Expression: `Object{metadata: Object.metadata{labels: {"` + labelKey + `": "x"}}}`,
+				},
+			}},
+		},
+	}
+	b := &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-label"},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{
+			PolicyName: p.Name,
+			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": benchNamespace}}},
+		},
+	}
+	return p, b
 }
 
 // install creates the shipped configurations, pointed at the variant's
@@ -225,13 +260,20 @@ func (e *env) install(ctx context.Context, v variant) error {
 		point(&val.Webhooks[i].ClientConfig, pathNoopValidate)
 	}
 	cl := e.cluster.Client
-	for _, obj := range []client.Object{mut, val} {
+	pol, bind := labelPolicy()
+	for _, obj := range []client.Object{mut, val, pol, bind} {
 		_ = cl.Delete(ctx, obj)
 	}
-	for _, obj := range []client.Object{mut, val} {
+	install := []client.Object{mut, val}
+	if v == variantPolicy {
+		install = append(install, pol, bind)
+	}
+	for _, obj := range []client.Object{mut, val, pol, bind} {
 		if err := waitGone(ctx, cl, obj); err != nil {
 			return err
 		}
+	}
+	for _, obj := range install {
 		obj.SetResourceVersion("")
 		if err := cl.Create(ctx, obj); err != nil {
 			return fmt.Errorf("create %s: %w", obj.GetName(), err)
@@ -247,7 +289,7 @@ func (e *env) install(ctx context.Context, v variant) error {
 		err := cl.Create(ctx, pod, client.DryRunAll)
 		_, decided := pod.Annotations[v1alpha1.AnnotationDecision]
 		_, labelled := pod.Labels[labelKey]
-		if err == nil && decided == (v == variantMeshshift) && labelled == (v == variantLabel) {
+		if err == nil && decided == (v == variantMeshshift) && labelled == (v == variantLabel || v == variantPolicy) {
 			if v != variantCapture {
 				return nil
 			}
