@@ -24,6 +24,7 @@ import (
 	admissionmetrics "sigs.k8s.io/controller-runtime/pkg/webhook/admission/metrics"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/policies"
 )
 
 // serve posts body to h as the API server does and decodes the answer.
@@ -211,6 +212,7 @@ func TestReviewHandlerPanicReachesServer(t *testing.T) {
 // reviewer is free for are answered on the caller's goroutine).
 func TestReviewHandlerConcurrent(t *testing.T) {
 	in := testInputs(t, []*v1alpha1.DataplanePolicy{benchPolicy}, ns("shop", nil, nil))
+	in.Stabilizer = policies.NewStabilizer(4) // and the answer memo, shared by the owned pods
 	h := &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review, Pods: true}
 	n := 8 * reviewers.n
 	var wg sync.WaitGroup
@@ -221,6 +223,9 @@ func TestReviewHandlerConcurrent(t *testing.T) {
 			defer wg.Done()
 			uid := "u-" + strconv.Itoa(i)
 			pod := testPod("p-"+strconv.Itoa(i), "shop", map[string]string{"app": "web"}, nil)
+			if i%2 == 0 { // one of eight ReplicaSets
+				pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-" + strconv.Itoa(i%16), UID: "u", Controller: ptr.To(true)}}
+			}
 			body := reviewOf(t, "admission.k8s.io/v1", admissionv1.AdmissionRequest{UID: types.UID(uid), Operation: admissionv1.Create,
 				Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "shop", Object: runtime.RawExtension{Raw: mustJSON(t, pod)}})
 			req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
