@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -193,7 +194,8 @@ func TestReviewHandlerPanicReachesServer(t *testing.T) {
 	for i := 0; i < 3; i++ { // the reviewer that recovered it serves again
 		func() {
 			defer func() {
-				if p := recover(); p != http.ErrAbortHandler {
+				p := recover()
+				if err, ok := p.(error); !ok || !errors.Is(err, http.ErrAbortHandler) {
 					t.Fatalf("ServeHTTP panicked with %v, want http.ErrAbortHandler", p)
 				}
 			}()
@@ -234,7 +236,7 @@ func TestReviewHandlerConcurrent(t *testing.T) {
 			h.ServeHTTP(rec, req)
 			var out admissionv1.AdmissionReview
 			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
-				errs <- fmt.Errorf("review %d: answer %s (%v)", i, rec.Body.Bytes(), err)
+				errs <- fmt.Errorf("review %d: answer %s: %w", i, rec.Body.Bytes(), err)
 				return
 			}
 			if string(out.Response.UID) != uid || !out.Response.Allowed || len(out.Response.Patch) == 0 {
