@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	jsonpatchv5 "github.com/evanphx/json-patch/v5"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/policies"
 )
 
 // fuzzHandlers are every handler, over a cache with policies, namespaces and
@@ -23,12 +25,18 @@ func fuzzHandlers(t testing.TB) map[string]http.Handler {
 			Rules: []v1alpha1.Rule{{Name: "web", When: `workload.labels["app"] == "web"`, Mode: "ambient"}}}}
 	in := testInputs(t, []*v1alpha1.DataplanePolicy{strict}, nsMode("shop", "ambient"), ns("dev", nil, nil),
 		activeMigration("m", v1alpha1.WaveBaking, "shop"))
+	in.Stabilizer = policies.NewStabilizer(64) // as the server runs: owned pods go through the answer memo
+	// mutate-pod-fresh decides every pod afresh (no Stabilizer, no memo): with
+	// no traffic source the answers must be the same as mutate-pod's.
+	fresh := &Inputs{Cache: in.Cache, Namespaces: in.Namespaces, Policies: in.Policies, Features: in.Features,
+		Traffic: in.Traffic, Capabilities: in.Capabilities, Clock: in.Clock, Ready: in.Ready}
 	return map[string]http.Handler{
-		"mutate-pod":   &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review, Pods: true},
-		"validate-pod": &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review, Pods: true},
-		"validate-ns":  &admission.Webhook{Handler: &NamespaceValidator{Inputs: in, MigratorUsername: "system:serviceaccount:x:y"}},
-		"validate-dpp": &admission.Webhook{Handler: DataplanePolicyValidator{}},
-		"validate-mm":  &admission.Webhook{Handler: &MeshMigrationValidator{Inputs: in}},
+		"mutate-pod-fresh": &ReviewHandler{Func: (&PodMutator{Inputs: fresh}).Review, Pods: true},
+		"mutate-pod":       &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review, Pods: true},
+		"validate-pod":     &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review, Pods: true},
+		"validate-ns":      &admission.Webhook{Handler: &NamespaceValidator{Inputs: in, MigratorUsername: "system:serviceaccount:x:y"}},
+		"validate-dpp":     &admission.Webhook{Handler: DataplanePolicyValidator{}},
+		"validate-mm":      &admission.Webhook{Handler: &MeshMigrationValidator{Inputs: in}},
 	}
 }
 
@@ -38,7 +46,14 @@ func fuzzHandlers(t testing.TB) map[string]http.Handler {
 func FuzzAdmissionReview(f *testing.F) {
 	handlers := fuzzHandlers(f)
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","namespace":"shop","object":{"metadata":{"name":"p","labels":{"app":"web"}}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"2","operation":"CREATE","namespace":"shop","object":{"metadata":{"generateName":"web-7d-","labels":{"app":"web"},"annotations":{"meshshift.io/mode":"sidecar"},"ownerReferences":[{"kind":"ReplicaSet","name":"web-7d","controller":true}]},"spec":{"hostNetwork":false}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		answers := map[string]*admissionv1.AdmissionResponse{}
+		defer func() {
+			if a, b := answers["mutate-pod"], answers["mutate-pod-fresh"]; a != nil && !reflect.DeepEqual(a, b) {
+				t.Fatalf("mutate-pod (answer memo) answered\n%+v\ndeciding afresh\n%+v", a, b)
+			}
+		}()
 		var in admissionv1.AdmissionReview
 		decodable := json.Unmarshal(data, &in) == nil && in.Request != nil
 		for name, h := range handlers {
@@ -50,6 +65,7 @@ func FuzzAdmissionReview(f *testing.F) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
 				t.Fatalf("%s: response is no AdmissionReview (%v): %s", name, err, rec.Body.Bytes())
 			}
+			answers[name] = out.Response
 			if !decodable || in.Request.UID == "" {
 				continue
 			}
