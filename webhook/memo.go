@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshshift/meshshift/signals"
 )
 
@@ -31,7 +33,7 @@ type memoEntry struct {
 	labels, annotations []byte // the pod's metadata.labels and .annotations, raw
 	hostNetwork         bool
 	inputs              inputVersions
-	mode, rule          string
+	decisions           prometheus.Counter // meshshift_webhook_decisions_total{mode,rule} of the answer
 	patch               []byte
 	warnings            []string
 }

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -130,6 +131,8 @@ func TestPodMutatorMemoKeepsNoRequestMemory(t *testing.T) {
 		}
 		return m.Review(context.Background(), &rev.Request)
 	}
+	counted := decisionsTotal.WithLabelValues("ambient", "policy-default")
+	before := testutil.ToFloat64(counted)
 	first := answer(review)
 	want := string(first.Patch)
 	clear(review)
@@ -143,5 +146,8 @@ func TestPodMutatorMemoKeepsNoRequestMemory(t *testing.T) {
 	}
 	if string(second.Patch) != want || string(first.Patch) != want {
 		t.Errorf("answers %s and %s, want %s", first.Patch, second.Patch, want)
+	}
+	if n := testutil.ToFloat64(counted) - before; n != 2 {
+		t.Errorf("meshshift_webhook_decisions_total{mode=ambient,rule=policy-default} grew by %v, want 2 (a remembered answer counts too)", n)
 	}
 }

@@ -147,7 +147,7 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 				if v, ok := in.versions(nsName); ok {
 					owner = memoOwner{nsName, kind, name}
 					if e, hit := in.answers().get(owner, labels, annotations, pod.Spec.HostNetwork, &v); hit {
-						decisionsTotal.WithLabelValues(e.mode, e.rule).Inc()
+						e.decisions.Inc()
 						decisionSeconds.Observe(time.Since(start).Seconds())
 						return e.response()
 					}
@@ -176,7 +176,8 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 	pw.Reserve(1024)
 	pw.MapOps("/metadata/labels", pod.Metadata.Labels, d.Labels, d.LabelsToRemove)
 	pw.MapOps("/metadata/annotations", pod.Metadata.Annotations, d.Annotations, d.AnnotationsToRemove)
-	decisionsTotal.WithLabelValues(string(d.Mode), d.Rule).Inc()
+	decisions := decisionsTotal.WithLabelValues(string(d.Mode), d.Rule)
+	decisions.Inc()
 	decisionSeconds.Observe(time.Since(start).Seconds())
 	var resp admission.Response
 	if pw.Ops() == 0 {
@@ -190,8 +191,8 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 		}}, d.Warnings)
 	}
 	if memo != nil {
-		memo.mode, memo.rule = strings.Clone(string(d.Mode)), strings.Clone(d.Rule)
-		memo.patch = resp.Patch // written by pw: not the request's memory
+		memo.decisions = decisions // mode and rule come from the policy, not from the request
+		memo.patch = resp.Patch    // written by pw: not the request's memory
 		for _, w := range resp.Warnings {
 			memo.warnings = append(memo.warnings, strings.Clone(w))
 		}
