@@ -151,3 +151,23 @@ func TestPodMutatorMemoKeepsNoRequestMemory(t *testing.T) {
 		t.Errorf("meshshift_webhook_decisions_total{mode=ambient,rule=policy-default} grew by %v, want 2 (a remembered answer counts too)", n)
 	}
 }
+
+// TestAnswerMemoIsBounded: beyond its bound the memo forgets an answer for
+// each new workload, and a workload's newer answer replaces its older one.
+func TestAnswerMemoIsBounded(t *testing.T) {
+	m := newAnswerMemo(2)
+	v := inputVersions{namespace: 1}
+	for _, name := range []string{"a", "b", "c", "c"} {
+		m.put(memoOwner{"shop", "ReplicaSet", name}, &memoEntry{labels: []byte(`{"app":"` + name + `"}`), inputs: v})
+	}
+	if n := len(m.entries); n != 2 {
+		t.Fatalf("memo holds %d answers, want its bound 2", n)
+	}
+	if _, ok := m.get(memoOwner{"shop", "ReplicaSet", "c"}, []byte(`{"app":"c"}`), nil, false, &v); !ok {
+		t.Errorf("the newest answer was forgotten")
+	}
+	v2 := inputVersions{namespace: 2}
+	if _, ok := m.get(memoOwner{"shop", "ReplicaSet", "c"}, []byte(`{"app":"c"}`), nil, false, &v2); ok {
+		t.Errorf("an answer from other inputs was given")
+	}
+}

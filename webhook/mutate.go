@@ -54,7 +54,7 @@ type Inputs struct {
 }
 
 func (in *Inputs) answers() *answerMemo {
-	in.memoOnce.Do(func() { in.memo = newAnswerMemo(stableOwners) })
+	in.memoOnce.Do(func() { in.memo = newAnswerMemo(memoOwners) })
 	return in.memo
 }
 

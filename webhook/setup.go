@@ -43,10 +43,15 @@ const (
 	DefaultPort                 = 9443
 )
 
-// stableOwners is how many workloads' answers the pod mutator's Stabilizer
-// remembers (an arbitrary one is forgotten beyond: its next pod is decided
-// afresh). An entry is a few hundred bytes.
-const stableOwners = 16384
+// stableOwners is how many workloads' decisions the pod mutator's
+// Stabilizer remembers, and memoOwners how many answers its memo keeps (an
+// arbitrary one is forgotten beyond: its next pod is decided afresh). An
+// entry is about 1 KiB in the first and 1.5 KiB in the second: 16 and 6 MiB
+// at most.
+const (
+	stableOwners = 16384
+	memoOwners   = 4096
+)
 
 // CertMode says where the serving certificate comes from.
 type CertMode string
