@@ -56,6 +56,7 @@
 //	meshshift_webhook_decisions_total{mode,rule}         counter: pods decided by the mutating webhook
 //	meshshift_webhook_rejections_total{kind,reason}      counter: requests denied by a validating webhook
 //	meshshift_webhook_decision_duration_seconds          histogram: time to gather inputs, decide and build the patch
+//	meshshift_webhook_remembered_answers_total           counter: pods answered with their workload's remembered answer
 //	meshshift_webhook_missed_decisions                   gauge: pods in decided namespaces without meshshift.io/decision
 //
 // Imports: api/v1alpha1, policies, signals, controller-runtime and client-go. It

@@ -132,7 +132,7 @@ func TestPodMutatorMemoKeepsNoRequestMemory(t *testing.T) {
 		return m.Review(context.Background(), &rev.Request)
 	}
 	counted := decisionsTotal.WithLabelValues("ambient", "policy-default")
-	before := testutil.ToFloat64(counted)
+	before, rememberedBefore := testutil.ToFloat64(counted), testutil.ToFloat64(rememberedAnswers)
 	first := answer(review)
 	want := string(first.Patch)
 	clear(review)
@@ -149,6 +149,9 @@ func TestPodMutatorMemoKeepsNoRequestMemory(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(counted) - before; n != 2 {
 		t.Errorf("meshshift_webhook_decisions_total{mode=ambient,rule=policy-default} grew by %v, want 2 (a remembered answer counts too)", n)
+	}
+	if n := testutil.ToFloat64(rememberedAnswers) - rememberedBefore; n != 1 {
+		t.Errorf("meshshift_webhook_remembered_answers_total grew by %v, want 1", n)
 	}
 }
 

@@ -31,6 +31,10 @@ var (
 		Help:    "Time the mutating webhook spends gathering inputs, deciding and building the patch of one pod.",
 		Buckets: []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05},
 	})
+	rememberedAnswers = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meshshift_webhook_remembered_answers_total",
+		Help: "Pods the mutating webhook answered with the remembered answer of an earlier pod of their workload (counted in meshshift_webhook_decisions_total too).",
+	})
 	missedDecisions = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "meshshift_webhook_missed_decisions",
 		Help: "Pods in decided namespaces that carry no meshshift.io/decision (admitted while the webhook was down).",
@@ -38,5 +42,5 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(decisionsTotal, rejectionsTotal, decisionSeconds, missedDecisions)
+	ctrlmetrics.Registry.MustRegister(decisionsTotal, rejectionsTotal, decisionSeconds, rememberedAnswers, missedDecisions)
 }

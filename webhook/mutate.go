@@ -148,6 +148,7 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 					owner = memoOwner{nsName, kind, name}
 					if e, hit := in.answers().get(owner, labels, annotations, pod.Spec.HostNetwork, &v); hit {
 						e.decisions.Inc()
+						rememberedAnswers.Inc()
 						decisionSeconds.Observe(time.Since(start).Seconds())
 						return e.response()
 					}
