@@ -37,6 +37,7 @@ const (
 	pathCapture      = "/capture-mutate"
 	labelKey         = "bench.meshshift.io/label"
 	benchNamespace   = "bench"
+	benchOwner       = "checkout-7d9f8c6b5" // the bench pod's ReplicaSet
 )
 
 type env struct {
@@ -327,7 +328,7 @@ func benchPod(generateName string) *corev1.Pod {
 				"version": "v1", "env": "prod", "region": "eu-west-1"},
 			Annotations: map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "9090",
 				"kubectl.kubernetes.io/restartedAt": "2026-11-26T10:00:00Z"},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "checkout-7d9f8c6b5",
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: benchOwner,
 				UID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}},
 		},
 		Spec: corev1.PodSpec{

@@ -33,6 +33,7 @@ import (
 type config struct {
 	rounds       int
 	directRounds int
+	freshRounds  int
 	pods         int
 	podWorkers   int
 	reviews      int
@@ -54,6 +55,7 @@ func main() {
 	flag.IntVar(&c.pods, "pods", 200, "pods created per round through the API server")
 	flag.IntVar(&c.podWorkers, "pod-workers", 8, "concurrent pod creators")
 	flag.IntVar(&c.reviews, "reviews", 3000, "AdmissionReviews per round sent straight to the server")
+	flag.IntVar(&c.freshRounds, "fresh-rounds", 8, "pairs of rounds of the direct benchmark with every review from a workload of its own (decided afresh); printed for information, 0 skips them")
 	flag.IntVar(&c.concurrency, "concurrency", 8, "concurrent review senders")
 	flag.DurationVar(&c.roundTimeout, "round-timeout", 60*time.Second, "upper bound of one round")
 	flag.Float64Var(&c.rate, "rate", 3030, "reviews per second of the paced run that measures p99 (1% over the goal's 3,000: the achieved rate counts the last answers' wait)")
