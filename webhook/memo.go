@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshshift/meshshift/policies"
 	"github.com/meshshift/meshshift/signals"
 )
 
@@ -84,24 +85,26 @@ func (m *answerMemo) put(owner memoOwner, e *memoEntry) {
 // versioned is a FeatureSource that counts its changes (signals.Index).
 type versioned interface{ Generation() uint64 }
 
-// versions reads the inputs' versions; ok is false when a source cannot say
-// when it changed (no namespace store, or a feature source without
-// Generation), and then nothing may be remembered.
-func (in *Inputs) versions(namespace string) (v inputVersions, ok bool) {
+// versions reads the inputs' versions, and the namespace at the version
+// read (the decision is made from that same namespace); ok is false when a
+// source cannot say when it changed (no namespace store, or a feature source
+// without Generation), and then nothing may be remembered.
+func (in *Inputs) versions(namespace string) (v inputVersions, ns policies.Namespace, ok bool) {
 	if in.Namespaces == nil || in.Policies == nil {
-		return v, false
+		return v, ns, false
 	}
-	_, v.namespace, _ = in.Namespaces.GetVersion(namespace)
+	ns, v.namespace, _ = in.Namespaces.GetVersion(namespace)
+	ns.Name = namespace // an unknown namespace is just its name, as Inputs.namespace says
 	v.policies = in.Policies.Version()
 	if in.Features != nil {
 		g, ok := in.Features.(versioned)
 		if !ok {
-			return v, false
+			return v, ns, false
 		}
 		v.features = g.Generation()
 	}
 	if in.Capabilities != nil {
 		v.caps = in.Capabilities()
 	}
-	return v, true
+	return v, ns, true
 }

@@ -141,10 +141,12 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 	// Stabilizer would look at has changed (answerMemo).
 	var memo *memoEntry
 	var owner memoOwner
+	var ns policies.Namespace
 	if in.Stabilizer != nil {
 		if kind, name := pod.Controller(); name != "" {
 			if labels, annotations, ok := pod.MapsJSON(); ok {
-				if v, ok := in.versions(nsName); ok {
+				var v inputVersions
+				if v, ns, ok = in.versions(nsName); ok {
 					owner = memoOwner{nsName, kind, name}
 					if e, hit := in.answers().get(owner, labels, annotations, pod.Spec.HostNetwork, &v); hit {
 						e.decisions.Inc()
@@ -159,13 +161,13 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 			}
 		}
 	}
-	if err := pod.DecodeMaps(); err != nil {
-		if _, perr := admjson.DecodePod(raw); perr != nil {
-			err = perr // the same error, at offsets in the pod
-		}
+	var err error
+	if pod, err = withMaps(pod, raw); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	ns := in.namespace(ctx, nsName)
+	if memo == nil {
+		ns = in.namespace(ctx, nsName)
+	}
 	if errs := policies.ValidatePodMeshMetadata(metadataPath, pod.Metadata.Labels, pod.Metadata.Annotations); len(errs) > 0 {
 		// Leave the pod as the user wrote it: the validating webhook rejects it
 		// naming the field; deciding would paper over the contradiction.
@@ -200,6 +202,16 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 		in.answers().put(owner, memo)
 	}
 	return resp
+}
+
+// withMaps is pod with its labels and annotations decoded (Pod.DecodeMaps),
+// or raw decoded again when they do not decode: DecodePod's error names the
+// offset in the pod.
+func withMaps(pod *admjson.Pod, raw []byte) (*admjson.Pod, error) {
+	if pod != nil && pod.DecodeMaps() == nil {
+		return pod, nil
+	}
+	return admjson.DecodePod(raw)
 }
 
 // response is the remembered answer as a new Response (its patch and

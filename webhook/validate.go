@@ -92,11 +92,9 @@ func (v *PodValidator) check(ctx context.Context, op, subResource, namespace str
 	if (op != string(admissionv1.Create) && op != string(admissionv1.Update)) || subResource != "" {
 		return admission.Allowed("")
 	}
-	if pod == nil || pod.DecodeMaps() != nil {
-		var err error
-		if pod, err = admjson.DecodePod(raw); err != nil {
-			return undecodable(kindPod, err)
-		}
+	pod, err := withMaps(pod, raw)
+	if err != nil {
+		return undecodable(kindPod, err)
 	}
 	nsName := namespace
 	if nsName == "" {
