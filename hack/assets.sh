@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds the binaries the tests run (a real Kubernetes control plane, kwok, and
-# istiod with the helm CLI and its chart) from the Go modules pinned under test/assets/, and caches them
+# Builds the binaries the tests run (a real Kubernetes control plane, a real
+# node's kubelet, kube-proxy and containerd, kwok, and istiod with the helm CLI
+# and its chart) from the Go modules pinned under test/assets/, and caches them
 # outside the clone, keyed by a hash of each module's go.mod and go.sum. A
 # second run, even from a fresh clone, finds them and costs seconds.
 #
-#   hack/assets.sh [kube|kwok|istio|all]   build (or reuse) and print the folders
+#   hack/assets.sh [kube|kwok|istio|node|all]   build (or reuse) and print the folders
 #
 # Cache root: $MESHSHIFT_ASSETS_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/meshshift/assets.
 # test/harness computes the same keys (see test/harness/assets.go).
@@ -40,7 +41,8 @@ build() {
 
 kube() {
   local dir; dir=$(key kube)
-  if [ -x "$dir/kube-apiserver" ] && [ -x "$dir/etcd" ] && [ -x "$dir/kube-controller-manager" ] && [ -x "$dir/kube-scheduler" ]; then
+  if [ -x "$dir/kube-apiserver" ] && [ -x "$dir/etcd" ] && [ -x "$dir/kube-controller-manager" ] && [ -x "$dir/kube-scheduler" ] \
+     && [ -x "$dir/kubelet" ] && [ -x "$dir/kube-proxy" ]; then
     say "kube control plane cached in $dir"; echo "$dir"; return
   fi
   local tmp="$dir.tmp"
@@ -55,6 +57,9 @@ kube() {
   [ -x "$tmp/kube-apiserver" ] || build kube "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$ld"
   [ -x "$tmp/kube-scheduler" ] || build kube "$tmp/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler "$ld"
   [ -x "$tmp/kube-controller-manager" ] || build kube "$tmp/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager "$ld"
+  # A real node: kubelet and kube-proxy, static (no cgo), from the same module.
+  [ -x "$tmp/kubelet" ] || CGO_ENABLED=0 build kube "$tmp/kubelet" k8s.io/kubernetes/cmd/kubelet "$ld"
+  [ -x "$tmp/kube-proxy" ] || CGO_ENABLED=0 build kube "$tmp/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy "$ld"
   rm -rf "$dir" && mv "$tmp" "$dir"
   say "kube control plane ready in $dir"; echo "$dir"
 }
@@ -83,6 +88,23 @@ kwok() {
   say "kwok ready in $dir"; echo "$dir"
 }
 
+containerd() {
+  local dir; dir=$(key containerd)
+  if [ -x "$dir/containerd" ] && [ -x "$dir/containerd-shim-runc-v2" ] && [ -x "$dir/ctr" ]; then
+    say "containerd cached in $dir"; echo "$dir"; return
+  fi
+  local tmp="$dir.tmp"
+  mkdir -p "$tmp"
+  say "downloading modules for containerd"
+  (cd "$root/test/assets/containerd" && go mod download)
+  local t
+  for t in containerd containerd-shim-runc-v2 ctr; do
+    [ -x "$tmp/$t" ] || CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -tags=no_btrfs" build containerd "$tmp/$t" "github.com/containerd/containerd/v2/cmd/$t"
+  done
+  rm -rf "$dir" && mv "$tmp" "$dir"
+  say "containerd ready in $dir"; echo "$dir"
+}
+
 istio() {
   local dir; dir=$(key istio)
   if [ -x "$dir/pilot-discovery" ] && [ -x "$dir/helm" ] && [ -d "$dir/istio-discovery" ]; then
@@ -106,6 +128,8 @@ case "$what" in
   kube) kube ;;
   kwok) kwok ;;
   istio) istio ;;
-  all) kube; kwok; istio ;;
-  *) echo "usage: $0 [kube|kwok|istio|all]" >&2; exit 2 ;;
+  containerd) containerd ;;
+  node) kube; containerd ;;
+  all) kube; kwok; istio; containerd ;;
+  *) echo "usage: $0 [kube|kwok|istio|containerd|node|all]" >&2; exit 2 ;;
 esac
