@@ -83,7 +83,7 @@ func benchIndex(b *testing.B) *signals.Index {
 // BenchmarkDecide measures one decision as the webhook makes it: the feature
 // lookup in a 10,000-object index, then Decide with a 10-rule policy.
 func BenchmarkDecide(b *testing.B) {
-	p := mustCompile(b, "bench", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeSidecar, Rules: benchRules})
+	p := mustCompile(b, "bench", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeSidecar), Rules: benchRules})
 	ix := benchIndex(b)
 	in := baseInput(p)
 	in.Namespace = Namespace{Name: "ns-42", Labels: map[string]string{"kubernetes.io/metadata.name": "ns-42", "team": "shop"}}

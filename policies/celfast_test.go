@@ -160,7 +160,7 @@ func sameVal(a, b ref.Val) bool {
 // matches, reading labels, traffic figures and features) to the issue's
 // allocation budget.
 func TestDecideAllocs(t *testing.T) {
-	p := mustCompile(t, "bench", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeSidecar, Rules: benchRules})
+	p := mustCompile(t, "bench", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeSidecar), Rules: benchRules})
 	in := baseInput(p)
 	in.Namespace = Namespace{Name: "ns-42", Labels: map[string]string{"kubernetes.io/metadata.name": "ns-42", "team": "shop"}}
 	in.Workload.Namespace = "ns-42"

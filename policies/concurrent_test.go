@@ -15,7 +15,7 @@ import (
 // many goroutines (the pooled activations must not leak between them) while
 // the index they read is updated.
 func TestConcurrentDecide(t *testing.T) {
-	p := mustCompile(t, "conc", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeSidecar, Rules: benchRules})
+	p := mustCompile(t, "conc", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeSidecar), Rules: benchRules})
 	mk := func(app string, rate float64) Input {
 		in := baseInput(p)
 		in.Workload.Labels = map[string]string{"app": app}

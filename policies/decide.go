@@ -31,6 +31,9 @@ type candidate struct {
 	mode   v1alpha1.Mode
 	rule   string
 	reason string
+	// asked is true when an annotation, a rule or the default asked for mode
+	// (false when it keeps the current mode).
+	asked bool
 }
 
 // Decide chooses the dataplane mode of one workload. It is pure and
@@ -56,55 +59,88 @@ func Decide(in Input) Decision {
 	if _, ok := w.Annotations[AnnotationLinkerdProxy]; ok {
 		return p.excluded(v1alpha1.ModeSidecar, RuleExcludeInjected, "")
 	}
+	if w.Nodes.WindowsOnly() {
+		return p.excluded(v1alpha1.ModeNone, RuleExcludeWindows, "")
+	}
 
+	cur, src := currentMode(w, ns)
+	st := decideState{in: &in, cur: cur, src: src}
 	nd := collectNeeds(in.Features, in.Capabilities.SpireCA, &spireRef)
-	var warnings []string
 
 	// 2. The pod's own annotation, where the policy allows it.
 	if v, ok := w.Annotations[v1alpha1.AnnotationMode]; ok {
 		m, ferr := ParseMode(podModePath, v)
 		switch {
 		case ferr != nil:
-			warnings = append(warnings, "ignores the pod's "+ferr.Error())
+			st.warn("ignores the pod's " + ferr.Error())
 		case !p.Allows(ns.Labels, m):
-			warnings = append(warnings, "ignores the pod's "+v1alpha1.AnnotationMode+"="+v+": DataplanePolicy "+
-				p.name+" allows only "+modeList(p.AllowedModes(ns.Labels))+" in namespace "+ns.Name)
+			st.warn("ignores the pod's " + v1alpha1.AnnotationMode + "=" + v + ": DataplanePolicy " +
+				p.name + " allows only " + modeList(p.AllowedModes(ns.Labels)) + " in namespace " + ns.Name)
 		default:
-			warnings = append(warnings, unmetNeedWarnings(&nd, m)...)
-			return p.finish(&in, candidate{mode: m, rule: RulePodAnnotation}, warnings)
+			st.warnings = append(st.warnings, unmetNeedWarnings(&nd, m)...)
+			return p.finish(&st, candidate{mode: m, rule: RulePodAnnotation, asked: true})
 		}
 	}
 
-	// 3. Features only a sidecar serves decide outright.
-	if ref, need := nd.strongest(); need == NeedBlock || need == NeedSidecar {
-		rule := RuleFeatureSidecar
-		if need == NeedBlock {
-			rule = RuleDenyAllTrap
-		}
-		return p.finish(&in, candidate{mode: v1alpha1.ModeSidecar, rule: rule, reason: "keeps sidecar: " + featureReason(ref)}, warnings)
-	}
-
-	// 4, 5, 7: namespace annotation, policy rules, default.
+	// 4, 5, 7: namespace annotation, policy rules, default. Whether they ask
+	// for a mode or keep the current one decides how much step 3 may do.
 	var c candidate
 	var found bool
 	if v, ok := ns.Annotations[v1alpha1.AnnotationMode]; ok {
 		if m, ferr := ParseMode(nsModePath, v); ferr != nil {
-			warnings = append(warnings, "ignores the namespace's "+ferr.Error())
+			st.warn("ignores the namespace's " + ferr.Error())
 		} else {
-			c, found = candidate{mode: m, rule: RuleNamespaceAnnotation}, true
+			c, found = candidate{mode: m, rule: RuleNamespaceAnnotation, asked: true}, true
 		}
 	}
 	if !found && len(p.rules) > 0 {
-		c, found, warnings = p.evalRules(&in, warnings)
+		c, found = p.evalRules(&st)
 	}
 	if !found {
-		c = candidate{mode: p.defaultMode, rule: RuleDefault}
+		if p.defaultMode == v1alpha1.RuleModeCurrent {
+			c = candidate{mode: cur, rule: RuleKeepCurrent}
+		} else {
+			c = candidate{mode: v1alpha1.Mode(p.defaultMode), rule: RuleDefault, asked: true}
+		}
 	}
 
-	// 3 again: features a waypoint or Cilium's proxy serves adjust that choice.
-	c, warnings = applyNeeds(c, &nd, warnings)
-	return p.finish(&in, c, warnings)
+	// 3. Features only a sidecar serves decide outright — for a workload asked
+	// to move, or one on a sidecar now. They never mesh a workload by themselves.
+	if ref, need := nd.strongest(); need == NeedBlock || need == NeedSidecar {
+		if c.asked || cur == v1alpha1.ModeSidecar {
+			rule := RuleFeatureSidecar
+			if need == NeedBlock {
+				rule = RuleDenyAllTrap
+			}
+			verb := "keeps sidecar: "
+			if cur != v1alpha1.ModeSidecar {
+				verb = "needs a sidecar: "
+			}
+			return p.finish(&st, candidate{mode: v1alpha1.ModeSidecar, rule: rule, reason: verb + featureReason(ref), asked: c.asked})
+		}
+		st.warn(featureReason(ref) + "; it has no effect while the workload runs " + string(cur))
+		return p.finish(&st, c)
+	}
+
+	// 3 again: features a waypoint or Cilium's proxy serves adjust a mode that
+	// was asked for; a kept mode is only warned about.
+	if c.asked {
+		c, st.warnings = applyNeeds(c, &nd, st.warnings)
+	} else if ref, need := nd.strongest(); need != NeedNothing && !need.Serves(cur) && cur != v1alpha1.ModeNone {
+		st.warn(featureReason(ref) + "; it is not served while the workload runs " + string(cur))
+	}
+	return p.finish(&st, c)
 }
+
+// decideState is what one Decide call carries between its steps.
+type decideState struct {
+	in       *Input
+	cur      v1alpha1.Mode
+	src      currentSource
+	warnings []string
+}
+
+func (st *decideState) warn(w string) { st.warnings = append(st.warnings, w) }
 
 var (
 	podModePath = fieldPath("metadata", "annotations", v1alpha1.AnnotationMode)
@@ -143,23 +179,23 @@ func applyNeeds(c candidate, nd *needs, warnings []string) (candidate, []string)
 		if c.mode == v1alpha1.ModeSidecar {
 			return c, append(warnings, "unmet: "+featureReason(nd.cilium))
 		}
-		return candidate{mode: v1alpha1.ModeSidecar, rule: RuleFeatureWaypoint,
+		return candidate{mode: v1alpha1.ModeSidecar, rule: RuleFeatureWaypoint, asked: true,
 				reason: "keeps sidecar: " + nd.waypoint.Object() + " needs L7 processing and " + nd.cilium.Object() +
 					" needs Cilium's proxy; no sidecarless mode serves both (" + c.rule + " chose " + string(c.mode) + ")"},
 			append(warnings, "unmet: "+featureReason(nd.cilium))
 	case nd.cilium != nil:
 		switch c.mode {
 		case v1alpha1.ModeSidecar, v1alpha1.ModeAmbient, v1alpha1.ModeAmbientWaypoint:
-			return candidate{mode: v1alpha1.ModeCilium, rule: RuleFeatureCilium,
+			return candidate{mode: v1alpha1.ModeCilium, rule: RuleFeatureCilium, asked: true,
 				reason: "needs cilium: " + featureReason(nd.cilium) + " (" + c.rule + " chose " + string(c.mode) + ")"}, warnings
 		}
 	case nd.waypoint != nil:
 		switch c.mode {
 		case v1alpha1.ModeAmbient:
-			return candidate{mode: v1alpha1.ModeAmbientWaypoint, rule: RuleFeatureWaypoint,
+			return candidate{mode: v1alpha1.ModeAmbientWaypoint, rule: RuleFeatureWaypoint, asked: true,
 				reason: "needs a waypoint: " + featureReason(nd.waypoint) + " (" + c.rule + " chose ambient)"}, warnings
 		case v1alpha1.ModeCilium, v1alpha1.ModeNone:
-			return candidate{mode: v1alpha1.ModeSidecar, rule: RuleFeatureWaypoint,
+			return candidate{mode: v1alpha1.ModeSidecar, rule: RuleFeatureWaypoint, asked: true,
 				reason: "needs a sidecar: " + featureReason(nd.waypoint) + " (" + c.rule + " chose " + string(c.mode) + ")"}, warnings
 		}
 	}
@@ -184,12 +220,11 @@ func unmetNeedWarnings(nd *needs, m v1alpha1.Mode) []string {
 // Each chain of rules is one evaluation; when a chain fails (a rule's error,
 // the cost limit) its rules are evaluated one by one to find the first match
 // and report the failing rule.
-func (p *Policy) evalRules(in *Input, warnings []string) (candidate, bool, []string) {
+func (p *Policy) evalRules(st *decideState) (candidate, bool) {
 	act := activations.Get().(*activation)
 	defer act.release()
-	cur, curOK := CurrentMode(&in.Workload, &in.Namespace)
-	act.fill(in, p.trafficMaxAge, cur)
-	fast := withinEstimate(in)
+	act.fill(st.in, p.trafficMaxAge, st.cur)
+	fast := withinEstimate(st.in)
 	for ci := range p.chains {
 		ch := &p.chains[ci]
 		prg := ch.limited
@@ -199,7 +234,7 @@ func (p *Policy) evalRules(in *Input, warnings []string) (candidate, bool, []str
 		out, _, err := prg.Eval(act)
 		if i, ok := out.(types.Int); err == nil && ok {
 			if i >= 0 {
-				return p.ruleCandidate(ch.start+int(i), cur, curOK), true, warnings
+				return p.ruleCandidate(ch.start+int(i), st.cur), true
 			}
 			continue
 		}
@@ -210,52 +245,90 @@ func (p *Policy) evalRules(in *Input, warnings []string) (candidate, bool, []str
 			r := &p.rules[ri]
 			out, _, err := r.prg.Eval(act)
 			if err != nil {
-				warnings = append(warnings, "rule "+r.name+" of DataplanePolicy "+p.name+" did not evaluate: "+err.Error())
+				st.warn("rule " + r.name + " of DataplanePolicy " + p.name + " did not evaluate: " + err.Error())
 				continue
 			}
-			if out != types.True || (p.ruleModes[ri] == v1alpha1.RuleModeCurrent && !curOK) {
+			if out != types.True {
 				continue
 			}
-			return p.ruleCandidate(ri, cur, curOK), true, warnings
+			return p.ruleCandidate(ri, st.cur), true
 		}
 	}
-	return candidate{}, false, warnings
+	return candidate{}, false
 }
 
-func (p *Policy) ruleCandidate(i int, cur v1alpha1.Mode, curOK bool) candidate {
-	rm := p.ruleModes[i]
-	if rm == v1alpha1.RuleModeCurrent && curOK {
-		return candidate{mode: cur, rule: p.rules[i].id}
+func (p *Policy) ruleCandidate(i int, cur v1alpha1.Mode) candidate {
+	if rm := p.ruleModes[i]; rm != v1alpha1.RuleModeCurrent {
+		return candidate{mode: v1alpha1.Mode(rm), rule: p.rules[i].id, asked: true}
 	}
-	return candidate{mode: v1alpha1.Mode(rm), rule: p.rules[i].id}
+	return candidate{mode: cur, rule: p.rules[i].id}
 }
 
-// finish applies the capability fallback (step 6) and writes the Decision.
-func (p *Policy) finish(in *Input, c candidate, warnings []string) Decision {
-	if why := unservable(c.mode, &in.Capabilities); why != "" {
-		c = candidate{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback,
-			reason: "falls back to sidecar from " + string(c.mode) + " (" + c.rule + "): " + why}
+// finish applies the team's opt-outs (step 1's kept opt-outs), the capability
+// fallback (step 6) and writes the Decision. Neither an opt-out nor a fallback
+// ever adds or removes a proxy: both keep the workload's current mode.
+func (p *Policy) finish(st *decideState, c candidate) Decision {
+	in, cur := st.in, st.cur
+	w := &in.Workload
+	if p.provider == v1alpha1.MeshProviderIstio && c.mode == v1alpha1.ModeSidecar && w.Labels[LabelIstioInject] == "false" && cur != v1alpha1.ModeSidecar {
+		c = keep(cur, RuleOptOut, "keeps its current mode "+string(cur)+": the pod template opts out of the sidecar with "+
+			LabelIstioInject+"=false ("+c.rule+" chose sidecar)")
 	}
+	if c.mode.Sidecarless() && c.mode != v1alpha1.ModeCilium && w.Labels[LabelIstioDataplaneMode] == "none" && c.mode != cur {
+		c = keep(cur, RuleOptOut, "keeps its current mode "+string(cur)+": the pod template opts out of ambient with "+
+			LabelIstioDataplaneMode+"=none ("+c.rule+" chose "+string(c.mode)+")")
+	}
+	if !c.asked && c.rule == RuleKeepCurrent && cur == v1alpha1.ModeNone && st.src == srcPodNone {
+		c = keep(cur, RuleOptOut, "the pod template opts out of ambient with "+LabelIstioDataplaneMode+"=none")
+		if !p.Allows(in.Namespace.Labels, v1alpha1.ModeNone) {
+			st.warn("the pod opts out with " + LabelIstioDataplaneMode + "=none, but DataplanePolicy " + p.name +
+				" allows only " + modeList(p.AllowedModes(in.Namespace.Labels)) + " in namespace " + in.Namespace.Name)
+		}
+	}
+	if c.mode != cur {
+		if why := unservable(c.mode, &in.Capabilities); why != "" {
+			c = keep(cur, RuleCapabilityFallback, "keeps its current mode "+string(cur)+": "+c.rule+" chose "+string(c.mode)+", but "+why)
+		} else if why := nodesUnserved(c.mode, &in.Capabilities, &w.Nodes); why != "" {
+			c = keep(cur, RuleNodeUnserved, "keeps its current mode "+string(cur)+": "+c.rule+" chose "+string(c.mode)+", but "+why)
+		}
+	}
+	observed := !c.asked && c.mode == cur
 	idx := modeIndex(c.mode)
-	d := Decision{Mode: c.mode, Rule: c.rule, Policy: p.annotation, Warnings: warnings}
-	d.Labels = p.out.labels[idx]
-	if c.mode == v1alpha1.ModeAmbientWaypoint {
-		d.Waypoint = waypointFor(&in.Workload, &in.Namespace)
-		if d.Waypoint != DefaultWaypoint {
-			d.Labels = modeLabels(p.provider, c.mode, d.Waypoint)
+	d := Decision{Mode: c.mode, Rule: c.rule, Policy: p.annotation, Warnings: st.warnings, Observed: observed}
+	switch {
+	case observed:
+		// The mesh's own labels already give this mode: write only meshshift's.
+		d.Labels = p.out.excluded[idx]
+		if c.mode == v1alpha1.ModeAmbientWaypoint {
+			d.Waypoint = waypointFor(w, &in.Namespace)
+		}
+	default:
+		d.Labels = p.out.labels[idx]
+		if c.mode == v1alpha1.ModeAmbientWaypoint {
+			d.Waypoint = waypointFor(w, &in.Namespace)
+			if d.Waypoint != DefaultWaypoint {
+				d.Labels = modeLabels(p.provider, c.mode, d.Waypoint)
+			}
+		}
+		d.LabelsToRemove = labelsToRemove(w.Labels, c.mode)
+		if p.provider == v1alpha1.MeshProviderIstio && c.mode != v1alpha1.ModeSidecar && w.Annotations[AnnotationLinkerdInject] == "enabled" {
+			d.AnnotationsToRemove = []string{AnnotationLinkerdInject}
 		}
 	}
-	d.LabelsToRemove = labelsToRemove(in.Workload.Labels, c.mode)
-	if c.reason == "" {
-		k := annKey{c.rule, c.mode}
-		d.Reason, d.Annotations = p.out.staticReason[k], p.out.static[k]
-	} else {
+	switch {
+	case c.reason != "" && observed:
+		d.Reason = c.reason
+		d.Annotations = p.ownAnnotations(c.mode, c.rule, c.reason)
+	case c.reason != "":
 		d.Reason = c.reason
 		d.Annotations = p.annotationSet(c.mode, c.rule, c.reason)
-	}
-	if p.provider == v1alpha1.MeshProviderIstio && c.mode != v1alpha1.ModeSidecar {
-		if _, ok := in.Workload.Annotations[AnnotationLinkerdInject]; ok && in.Workload.Annotations[AnnotationLinkerdInject] == "enabled" {
-			d.AnnotationsToRemove = []string{AnnotationLinkerdInject}
+	case c.rule == RuleKeepCurrent:
+		d.Reason, d.Annotations = p.out.keepReason[idx][st.src], p.out.keep[idx][st.src]
+	default:
+		k := annKey{c.rule, c.mode}
+		d.Reason, d.Annotations = p.out.staticReason[k], p.out.static[k]
+		if observed {
+			d.Annotations = p.out.staticOwn[k]
 		}
 	}
 	if c.mode.Sidecarless() {
@@ -267,6 +340,11 @@ func (p *Policy) finish(in *Input, c candidate, warnings []string) Decision {
 		}
 	}
 	return d
+}
+
+// keep is a candidate keeping the current mode cur.
+func keep(cur v1alpha1.Mode, rule, reason string) candidate {
+	return candidate{mode: cur, rule: rule, reason: reason}
 }
 
 // unservable says why the cluster cannot serve mode m, or "" when it can.
@@ -294,6 +372,26 @@ func unservable(m v1alpha1.Mode, caps *signals.Capabilities) string {
 	return ""
 }
 
+// nodesUnserved says why no node the workload may run on serves mode m (its
+// node selector or required affinity excludes every node where ztunnel or
+// Cilium's agent runs), or "" when some node does or the nodes are unknown.
+func nodesUnserved(m v1alpha1.Mode, caps *signals.Capabilities, req *signals.NodeRequirement) string {
+	if !caps.NodesKnown || req.IsZero() {
+		return ""
+	}
+	switch m {
+	case v1alpha1.ModeAmbient, v1alpha1.ModeAmbientWaypoint:
+		if !req.AnyMatches(caps.ZtunnelNodes) {
+			return "its node selector or required node affinity excludes every node where ztunnel runs"
+		}
+	case v1alpha1.ModeCilium:
+		if !req.AnyMatches(caps.CiliumNodes) {
+			return "its node selector or required node affinity excludes every node where the Cilium agent runs"
+		}
+	}
+	return ""
+}
+
 // excluded is a hard exclusion: meshshift's own label and annotations only.
 func (p *Policy) excluded(m v1alpha1.Mode, rule, reason string) Decision {
 	d := Decision{Mode: m, Rule: rule, Policy: p.annotation, Excluded: true, Labels: p.out.excluded[modeIndex(m)]}
@@ -303,12 +401,17 @@ func (p *Policy) excluded(m v1alpha1.Mode, rule, reason string) Decision {
 		return d
 	}
 	d.Reason = reason
-	d.Annotations = map[string]string{
+	d.Annotations = p.ownAnnotations(m, rule, reason)
+	return d
+}
+
+// ownAnnotations are meshshift's own annotations only (no provider's).
+func (p *Policy) ownAnnotations(m v1alpha1.Mode, rule, reason string) map[string]string {
+	return map[string]string{
 		v1alpha1.AnnotationDecision: string(m) + "/" + rule,
 		v1alpha1.AnnotationReason:   reason,
 		v1alpha1.AnnotationPolicy:   p.annotation,
 	}
-	return d
 }
 
 func modeList(ms []v1alpha1.Mode) string {

@@ -16,7 +16,7 @@ import (
 // namespaces labelled team=restricted may ask only for sidecar or ambient.
 func precedencePolicy(t testing.TB) *Policy {
 	return mustCompile(t, "prec", 7, v1alpha1.DataplanePolicySpec{
-		DefaultMode: v1alpha1.ModeAmbient,
+		DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeAmbient),
 		AllowedModes: []v1alpha1.AllowedModes{{
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "restricted"}},
 			Modes:             []v1alpha1.Mode{v1alpha1.ModeSidecar, v1alpha1.ModeAmbient},
@@ -37,9 +37,11 @@ func TestDecidePrecedence(t *testing.T) {
 		labels   map[string]string
 		remove   []string
 		excluded bool
+		observed bool
 		warnings []string
 		waypoint string
 	}
+	own := func(m v1alpha1.Mode) map[string]string { return map[string]string{v1alpha1.LabelDataplane: string(m)} }
 	cases := []struct {
 		name string
 		edit func(in *Input)
@@ -154,43 +156,100 @@ func TestDecidePrecedence(t *testing.T) {
 				labels: istioLabels(v1alpha1.ModeCilium, "")}},
 		{"5 rule keeps the current mode", func(in *Input) {
 			in.Workload.Labels["tier"] = "legacy"
-			in.Namespace.Labels["istio-injection"] = "enabled"
-		}, want{mode: v1alpha1.ModeSidecar, rule: "rule:legacy-stays",
+		}, want{mode: v1alpha1.ModeSidecar, rule: "rule:legacy-stays", observed: true,
 			reason: "rule legacy-stays of DataplanePolicy prec keeps the current mode sidecar",
-			labels: istioLabels(v1alpha1.ModeSidecar, "")}},
-		{"5 current-mode rule without a known mode does not match", func(in *Input) {
+			labels: own(v1alpha1.ModeSidecar)}},
+		{"5 current-mode rule keeps an unmeshed workload out of the mesh", func(in *Input) {
 			in.Workload.Labels["tier"] = "legacy"
-		}, want{mode: v1alpha1.ModeAmbient, rule: RuleDefault,
-			reason: "default mode of DataplanePolicy prec",
-			labels: istioLabels(v1alpha1.ModeAmbient, "")}},
-		{"6 no Cilium: the rule's cilium falls back", func(in *Input) {
+			delete(in.Namespace.Labels, LabelIstioInjection)
+		}, want{mode: v1alpha1.ModeNone, rule: "rule:legacy-stays", observed: true,
+			reason: "rule legacy-stays of DataplanePolicy prec keeps the current mode none",
+			labels: own(v1alpha1.ModeNone)}},
+		{"6 no Cilium: the rule's cilium keeps the current sidecar", func(in *Input) {
 			in.Workload.Labels["tier"] = "db"
 			in.Capabilities.Cilium = false
-		}, want{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback,
-			reason: "falls back to sidecar from cilium (rule:db-on-cilium): the cluster has no Cilium agent",
-			labels: istioLabels(v1alpha1.ModeSidecar, "")}},
-		{"6 old kernel: cilium falls back", func(in *Input) {
+		}, want{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback, observed: true,
+			reason: "keeps its current mode sidecar: rule:db-on-cilium chose cilium, but the cluster has no Cilium agent",
+			labels: own(v1alpha1.ModeSidecar)}},
+		{"6 old kernel: cilium keeps the current sidecar", func(in *Input) {
 			in.Workload.Labels["tier"] = "db"
 			in.Capabilities.Nodes.Kernel = signals.KernelVersion{Major: 4, Minor: 19, Patch: 0}
-		}, want{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback,
-			reason: "falls back to sidecar from cilium (rule:db-on-cilium): the nodes' kernel 4.19.0 is older than 5.10.0",
-			labels: istioLabels(v1alpha1.ModeSidecar, "")}},
-		{"6 no eBPF: cilium falls back", func(in *Input) {
+		}, want{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback, observed: true,
+			reason: "keeps its current mode sidecar: rule:db-on-cilium chose cilium, but the nodes' kernel 4.19.0 is older than 5.10.0",
+			labels: own(v1alpha1.ModeSidecar)}},
+		{"6 no eBPF: cilium keeps the current sidecar", func(in *Input) {
 			in.Workload.Labels["tier"] = "db"
 			in.Capabilities.Nodes.EBPF = signals.EBPFNone
-		}, want{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback,
-			reason: "falls back to sidecar from cilium (rule:db-on-cilium): the nodes' eBPF level none is below basic",
-			labels: istioLabels(v1alpha1.ModeSidecar, "")}},
-		{"6 no ztunnel: the default ambient falls back", func(in *Input) { in.Capabilities.Ztunnel = false },
-			want{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback,
-				reason: "falls back to sidecar from ambient (policy-default): the cluster has no ztunnel",
-				labels: istioLabels(v1alpha1.ModeSidecar, "")}},
+		}, want{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback, observed: true,
+			reason: "keeps its current mode sidecar: rule:db-on-cilium chose cilium, but the nodes' eBPF level none is below basic",
+			labels: own(v1alpha1.ModeSidecar)}},
+		{"6 no ztunnel: the default ambient keeps the current sidecar", func(in *Input) { in.Capabilities.Ztunnel = false },
+			want{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback, observed: true,
+				reason: "keeps its current mode sidecar: policy-default chose ambient, but the cluster has no ztunnel",
+				labels: own(v1alpha1.ModeSidecar)}},
+		{"6 no ztunnel: an unmeshed workload never gets a sidecar by fallback", func(in *Input) {
+			in.Capabilities.Ztunnel = false
+			delete(in.Namespace.Labels, LabelIstioInjection)
+		}, want{mode: v1alpha1.ModeNone, rule: RuleCapabilityFallback, observed: true,
+			reason: "keeps its current mode none: policy-default chose ambient, but the cluster has no ztunnel",
+			labels: own(v1alpha1.ModeNone)}},
+		{"6 no Cilium: an ambient workload stays ambient, no proxy added", func(in *Input) {
+			in.Workload.Labels["tier"] = "db"
+			in.Capabilities.Cilium = false
+			in.Namespace.Labels = map[string]string{LabelIstioDataplaneMode: "ambient"}
+		}, want{mode: v1alpha1.ModeAmbient, rule: RuleCapabilityFallback, observed: true,
+			reason: "keeps its current mode ambient: rule:db-on-cilium chose cilium, but the cluster has no Cilium agent",
+			labels: own(v1alpha1.ModeAmbient)}},
 		{"6 capability applies to the pod's own ask too", func(in *Input) {
 			in.Capabilities.Ztunnel = false
 			in.Workload.Annotations = map[string]string{v1alpha1.AnnotationMode: "ambient"}
-		}, want{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback,
-			reason: "falls back to sidecar from ambient (pod-annotation): the cluster has no ztunnel",
-			labels: istioLabels(v1alpha1.ModeSidecar, "")}},
+		}, want{mode: v1alpha1.ModeSidecar, rule: RuleCapabilityFallback, observed: true,
+			reason: "keeps its current mode sidecar: pod-annotation chose ambient, but the cluster has no ztunnel",
+			labels: own(v1alpha1.ModeSidecar)}},
+		{"6 nodes: required affinity excludes every ztunnel node", func(in *Input) {
+			in.Capabilities.NodesKnown = true
+			in.Capabilities.ZtunnelNodes = []map[string]string{{"pool": "general"}}
+			in.Workload.Nodes = signals.NodeRequirement{Selector: map[string]string{"pool": "gpu"}}
+		}, want{mode: v1alpha1.ModeSidecar, rule: RuleNodeUnserved, observed: true,
+			reason: "keeps its current mode sidecar: policy-default chose ambient, but its node selector or required node affinity excludes every node where ztunnel runs",
+			labels: own(v1alpha1.ModeSidecar)}},
+		{"6 nodes: one admitted node runs ztunnel", func(in *Input) {
+			in.Capabilities.NodesKnown = true
+			in.Capabilities.ZtunnelNodes = []map[string]string{{"pool": "general"}, {"pool": "gpu"}}
+			in.Workload.Nodes = signals.NodeRequirement{Terms: []signals.NodeTerm{{Expressions: []signals.NodeExpression{{Key: "pool", Operator: "In", Values: []string{"gpu"}}}}}}
+		}, want{mode: v1alpha1.ModeAmbient, rule: RuleDefault,
+			reason: "default mode of DataplanePolicy prec",
+			labels: istioLabels(v1alpha1.ModeAmbient, "")}},
+		{"1 Windows-only pod is excluded", func(in *Input) {
+			in.Workload.Nodes = signals.NodeRequirement{Selector: map[string]string{signals.LabelNodeOS: "windows"}}
+			in.Workload.Annotations = map[string]string{v1alpha1.AnnotationMode: "ambient"}
+		}, want{mode: v1alpha1.ModeNone, rule: RuleExcludeWindows, excluded: true,
+			reason: "the pod runs only on Windows nodes (kubernetes.io/os=windows), which no sidecarless dataplane serves and meshshift does not decide",
+			labels: own(v1alpha1.ModeNone)}},
+		{"1 opt-out: istio.io/dataplane-mode=none is decided none", func(in *Input) {
+			in.Namespace.Labels = map[string]string{LabelIstioDataplaneMode: "ambient"}
+			in.Namespace.Annotations = map[string]string{v1alpha1.AnnotationMode: "ambient"}
+			in.Workload.Labels[LabelIstioDataplaneMode] = "none"
+		}, want{mode: v1alpha1.ModeNone, rule: RuleOptOut, observed: true,
+			reason: "keeps its current mode none: the pod template opts out of ambient with istio.io/dataplane-mode=none (namespace-annotation chose ambient)",
+			labels: own(v1alpha1.ModeNone)}},
+		{"1 opt-out: sidecar.istio.io/inject=false is never decided sidecar", func(in *Input) {
+			in.Workload.Labels[LabelIstioInject] = "false"
+			in.Namespace.Annotations = map[string]string{v1alpha1.AnnotationMode: "sidecar"}
+		}, want{mode: v1alpha1.ModeNone, rule: RuleOptOut, observed: true,
+			reason: "keeps its current mode none: the pod template opts out of the sidecar with sidecar.istio.io/inject=false (namespace-annotation chose sidecar)",
+			labels: own(v1alpha1.ModeNone)}},
+		{"1 opt-out: sidecar.istio.io/inject=false may still go sidecarless", func(in *Input) {
+			in.Workload.Labels[LabelIstioInject] = "false"
+		}, want{mode: v1alpha1.ModeAmbient, rule: RuleDefault,
+			reason: "default mode of DataplanePolicy prec",
+			labels: istioLabels(v1alpha1.ModeAmbient, "")}},
+		{"3 a feature keeps no sidecar for an opted-out pod", func(in *Input) {
+			in.Workload.Labels[LabelIstioInject] = "false"
+			in.Features = signals.Features{fref(signals.FeatureEnvoyFilter, "EnvoyFilter", "shop", "lua")}
+		}, want{mode: v1alpha1.ModeNone, rule: RuleOptOut, observed: true,
+			reason: "keeps its current mode none: the pod template opts out of the sidecar with sidecar.istio.io/inject=false (feature-requires-sidecar chose sidecar)",
+			labels: own(v1alpha1.ModeNone)}},
 		{"7 default", func(in *Input) {},
 			want{mode: v1alpha1.ModeAmbient, rule: RuleDefault,
 				reason: "default mode of DataplanePolicy prec",
@@ -213,7 +272,7 @@ func TestDecidePrecedence(t *testing.T) {
 			tc.edit(&in)
 			d := Decide(in)
 			got := want{mode: d.Mode, rule: d.Rule, reason: d.Reason, labels: d.Labels, remove: d.LabelsToRemove,
-				excluded: d.Excluded, warnings: d.Warnings, waypoint: d.Waypoint}
+				excluded: d.Excluded, observed: d.Observed, warnings: d.Warnings, waypoint: d.Waypoint}
 			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(want{}), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("decision (-want +got):\n%s", diff)
 			}
@@ -233,7 +292,7 @@ func TestDecidePrecedence(t *testing.T) {
 }
 
 func TestDecideLinkerdProvider(t *testing.T) {
-	p := mustCompile(t, "lk", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeSidecar, MeshProvider: v1alpha1.MeshProviderLinkerd})
+	p := mustCompile(t, "lk", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeSidecar), MeshProvider: v1alpha1.MeshProviderLinkerd})
 	in := baseInput(p)
 	d := Decide(in)
 	wantLabels := map[string]string{v1alpha1.LabelDataplane: "sidecar", LabelIstioInject: "false", LabelIstioDataplaneMode: "none"}
@@ -254,7 +313,7 @@ func TestDecideLinkerdProvider(t *testing.T) {
 }
 
 func TestDecideRuleEvaluationErrorIsAWarning(t *testing.T) {
-	p := mustCompile(t, "err", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeSidecar,
+	p := mustCompile(t, "err", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeSidecar),
 		Rules: []v1alpha1.Rule{{Name: "missing-key", When: `workload.labels["nope"] == "x"`, Mode: "ambient"}}})
 	d := Decide(baseInput(p))
 	if d.Mode != v1alpha1.ModeSidecar || d.Rule != RuleDefault {
@@ -267,8 +326,8 @@ func TestDecideRuleEvaluationErrorIsAWarning(t *testing.T) {
 
 func TestDecideNilPolicyIsBuiltin(t *testing.T) {
 	d := Decide(baseInput(nil))
-	if d.Mode != v1alpha1.ModeSidecar || d.Rule != RuleDefault || d.Policy != "builtin/0" {
-		t.Errorf("got %s by %s of %s; want sidecar by %s of builtin/0", d.Mode, d.Rule, d.Policy, RuleDefault)
+	if d.Mode != v1alpha1.ModeSidecar || d.Rule != RuleKeepCurrent || d.Policy != "builtin/0" || !d.Observed {
+		t.Errorf("got %s by %s of %s (observed %v); want sidecar kept by %s of builtin/0, observed", d.Mode, d.Rule, d.Policy, d.Observed, RuleKeepCurrent)
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 // under a policy whose default is ambient (so every need shows), and asserts
 // mode, rule, reason and labels. A row without a case fails the test.
 func TestFeatureTable(t *testing.T) {
-	p := mustCompile(t, "features", 2, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeAmbient})
+	p := mustCompile(t, "features", 2, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeAmbient)})
 	const dflt = "default mode of DataplanePolicy features"
 	type want struct {
 		kind   string
@@ -112,7 +112,7 @@ func TestFeatureTable(t *testing.T) {
 }
 
 func TestFeatureNeedsCombine(t *testing.T) {
-	p := mustCompile(t, "combine", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeAmbient})
+	p := mustCompile(t, "combine", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeAmbient)})
 	in := baseInput(p)
 	in.Features = signals.Features{
 		fref(signals.FeatureCiliumL7Policy, "CiliumNetworkPolicy", "shop", "l7"),
@@ -137,7 +137,7 @@ func TestFeatureNeedsCombine(t *testing.T) {
 // selector, and shows ambient is blocked with a reason naming the policy; the
 // same policy attached with targetRefs gets a waypoint instead.
 func TestDenyAllTrap(t *testing.T) {
-	p := mustCompile(t, "trap", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeSidecar})
+	p := mustCompile(t, "trap", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeSidecar)})
 	ix := signals.NewIndex("")
 	ix.UpsertService("payments", "api", map[string]string{"app": "api"})
 	ap := &securityv1.AuthorizationPolicy{

@@ -88,7 +88,7 @@ func FuzzCompileRule(f *testing.F) {
 			return
 		}
 		d := Decide(baseInput(p))
-		if d.Rule != "rule:r" && d.Rule != RuleDefault {
+		if d.Rule != "rule:r" && d.Rule != RuleKeepCurrent {
 			t.Fatalf("decided by %q", d.Rule)
 		}
 	})

@@ -32,7 +32,7 @@ func baseInput(p *Policy) Input {
 		Workload: Workload{Name: "web-7d9f-abcde", Namespace: "shop",
 			Labels:    map[string]string{"app": "web", "pod-template-hash": "7d9f"},
 			OwnerKind: "ReplicaSet", OwnerName: "web-7d9f", Workload: "web"},
-		Namespace:    Namespace{Name: "shop", Labels: map[string]string{"kubernetes.io/metadata.name": "shop"}},
+		Namespace:    Namespace{Name: "shop", Labels: map[string]string{"kubernetes.io/metadata.name": "shop", "istio-injection": "enabled"}},
 		Now:          testNow,
 		Capabilities: fullCaps(),
 		Policy:       p,

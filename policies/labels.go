@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/meshshift/meshshift/api/v1alpha1"
+	"github.com/meshshift/meshshift/signals"
 )
 
 const nModes = 5 // len(v1alpha1.Modes)
@@ -34,11 +35,16 @@ type outputs struct {
 	excluded     [nModes]map[string]string // meshshift's label only
 	annotations  [nModes]map[string]string // provider annotations (linkerd.io/inject)
 	static       map[annKey]map[string]string
+	staticOwn    map[annKey]map[string]string // static without the provider's annotations
 	staticReason map[annKey]string
+	// keep and keepReason are the keep-current decision's annotations and
+	// reason per mode and per source of the current mode.
+	keep       [nModes][nSources]map[string]string
+	keepReason [nModes][nSources]string
 }
 
 func newOutputs(p *Policy) *outputs {
-	o := &outputs{static: map[annKey]map[string]string{}, staticReason: map[annKey]string{}}
+	o := &outputs{static: map[annKey]map[string]string{}, staticOwn: map[annKey]map[string]string{}, staticReason: map[annKey]string{}}
 	for i, m := range v1alpha1.Modes {
 		o.labels[i] = modeLabels(p.provider, m, DefaultWaypoint)
 		o.excluded[i] = map[string]string{v1alpha1.LabelDataplane: string(m)}
@@ -48,6 +54,7 @@ func newOutputs(p *Policy) *outputs {
 		k := annKey{rule, m}
 		o.staticReason[k] = reason
 		o.static[k] = p.annotationSet(m, rule, reason)
+		o.staticOwn[k] = p.ownAnnotations(m, rule, reason)
 	}
 	for _, m := range v1alpha1.Modes {
 		add(RulePodAnnotation, m, "pod annotation "+v1alpha1.AnnotationMode+" asks for "+string(m))
@@ -64,7 +71,17 @@ func newOutputs(p *Policy) *outputs {
 	}
 	excl(RuleExcludeHostNetwork, v1alpha1.ModeNone, "hostNetwork pod: no dataplane can intercept its traffic")
 	excl(RuleExcludeInjected, v1alpha1.ModeSidecar, "pod already carries an injected sidecar ("+AnnotationIstioStatus+" or "+AnnotationLinkerdProxy+")")
-	add(RuleDefault, p.defaultMode, "default mode of DataplanePolicy "+p.name)
+	excl(RuleExcludeWindows, v1alpha1.ModeNone, "the pod runs only on Windows nodes ("+signals.LabelNodeOS+"=windows), which no sidecarless dataplane serves and meshshift does not decide")
+	for i, m := range v1alpha1.Modes {
+		for src := range nSources {
+			reason := "keeps its current mode " + string(m) + " (" + sourceText[src] + "): nothing asks to change it"
+			o.keepReason[i][src] = reason
+			o.keep[i][src] = p.ownAnnotations(m, RuleKeepCurrent, reason)
+		}
+	}
+	if p.defaultMode != v1alpha1.RuleModeCurrent {
+		add(RuleDefault, v1alpha1.Mode(p.defaultMode), "default mode of DataplanePolicy "+p.name)
+	}
 	for i, r := range p.rules {
 		if p.ruleModes[i] == v1alpha1.RuleModeCurrent {
 			for _, m := range v1alpha1.Modes {
@@ -144,46 +161,6 @@ func labelsToRemove(podLabels map[string]string, m v1alpha1.Mode) []string {
 		}
 	}
 	return out
-}
-
-// CurrentMode is the mode a workload runs in now: Workload.CurrentMode when the
-// caller set it, else what the pod's and then the namespace's mesh labels say.
-// ok is false when they say nothing.
-func CurrentMode(w *Workload, ns *Namespace) (v1alpha1.Mode, bool) {
-	if w.CurrentMode != "" {
-		return w.CurrentMode, w.CurrentMode.Valid()
-	}
-	if m := v1alpha1.Mode(w.Labels[v1alpha1.LabelDataplane]); m.Valid() {
-		return m, true
-	}
-	switch {
-	case w.Labels[LabelIstioDataplaneMode] == "ambient":
-		return ambientMode(w.Labels[LabelIstioUseWaypoint], ns.Labels[LabelIstioUseWaypoint]), true
-	case w.Labels[LabelIstioInject] == "true", w.Annotations[AnnotationLinkerdInject] == "enabled":
-		return v1alpha1.ModeSidecar, true
-	case w.Labels[LabelIstioInject] == "false" || w.Labels[LabelIstioDataplaneMode] == "none":
-		// Opted out of the pod level; the namespace does not decide for it.
-		return "", false
-	}
-	switch {
-	case ns.Labels[LabelIstioDataplaneMode] == "ambient":
-		return ambientMode("", ns.Labels[LabelIstioUseWaypoint]), true
-	case ns.Labels[LabelIstioInjection] == "enabled", ns.Labels[LabelIstioRev] != "",
-		ns.Annotations[AnnotationLinkerdInject] == "enabled":
-		return v1alpha1.ModeSidecar, true
-	}
-	return "", false
-}
-
-func ambientMode(podWaypoint, nsWaypoint string) v1alpha1.Mode {
-	w := podWaypoint
-	if w == "" {
-		w = nsWaypoint
-	}
-	if w != "" && w != "none" {
-		return v1alpha1.ModeAmbientWaypoint
-	}
-	return v1alpha1.ModeAmbient
 }
 
 // waypointFor names the waypoint of an ambient-waypoint pod: the pod's

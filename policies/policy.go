@@ -25,7 +25,7 @@ type Policy struct {
 	annotation    string // "<name>/<generation>"
 	selector      labels.Selector
 	selectorEmpty bool
-	defaultMode   v1alpha1.Mode
+	defaultMode   v1alpha1.RuleMode
 	provider      v1alpha1.MeshProvider
 	trafficMaxAge time.Duration
 	allowed       []allowedEntry
@@ -72,8 +72,8 @@ func (s modeSet) String() string {
 func (p *Policy) Name() string      { return p.name }
 func (p *Policy) Generation() int64 { return p.generation }
 
-// DefaultMode is the mode nothing else decides.
-func (p *Policy) DefaultMode() v1alpha1.Mode { return p.defaultMode }
+// DefaultMode is the mode nothing else decides: a mode, or "current".
+func (p *Policy) DefaultMode() v1alpha1.RuleMode { return p.defaultMode }
 
 // Provider is the mesh serving the sidecar mode.
 func (p *Policy) Provider() v1alpha1.MeshProvider { return p.provider }
@@ -116,7 +116,8 @@ func (p *Policy) allowedModes(nsLabels map[string]string) (modeSet, bool) {
 }
 
 // Builtin is the policy used when no DataplanePolicy governs a namespace:
-// default sidecar, Istio, no rules, every mode allowed.
+// default "current" (every workload keeps the mode it runs in; installing
+// meshshift changes no pod's dataplane), Istio, no rules, every mode allowed.
 func Builtin() *Policy { return builtin }
 
 var builtin = func() *Policy {
@@ -147,7 +148,7 @@ func Compile(dp *v1alpha1.DataplanePolicy) (*Policy, field.ErrorList) {
 		trafficMaxAge: DefaultTrafficMaxAge,
 	}
 	if p.defaultMode == "" {
-		p.defaultMode = v1alpha1.ModeSidecar
+		p.defaultMode = v1alpha1.RuleModeCurrent
 	}
 	if p.provider == "" {
 		p.provider = v1alpha1.MeshProviderIstio

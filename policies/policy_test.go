@@ -22,7 +22,7 @@ func TestValidateDataplanePolicy(t *testing.T) {
 		spec v1alpha1.DataplanePolicySpec
 		want []string // "<field>: <substring of the detail>"
 	}{
-		{"valid", v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeAmbient,
+		{"valid", v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeAmbient),
 			Rules: []v1alpha1.Rule{{Name: "a", When: "traffic.requestRate > 1.0", Mode: "ambient"}}}, nil},
 		{"bad default mode", v1alpha1.DataplanePolicySpec{DefaultMode: "ztunnel"},
 			[]string{`spec.defaultMode: Unsupported value: "ztunnel": supported values: "sidecar", "ambient", "ambient-waypoint", "cilium", "none"`}},
@@ -92,8 +92,8 @@ func TestRuntimeCostLimitStopsARule(t *testing.T) {
 		in.Workload.Labels[fmt.Sprintf("k%d", i)] = "v"
 	}
 	d := Decide(in)
-	if d.Rule != RuleDefault || len(d.Warnings) != 1 || !strings.Contains(d.Warnings[0], "actual cost limit exceeded") {
-		t.Errorf("got %s, warnings %q; want the default with a cost warning", d.Rule, d.Warnings)
+	if d.Rule != RuleKeepCurrent || len(d.Warnings) != 1 || !strings.Contains(d.Warnings[0], "actual cost limit exceeded") {
+		t.Errorf("got %s, warnings %q; want the default (keep-current) with a cost warning", d.Rule, d.Warnings)
 	}
 }
 
@@ -155,13 +155,21 @@ func TestDefaultPolicy(t *testing.T) {
 	}{
 		{"no traffic keeps a sidecar namespace on sidecar", func(in *Input) { in.Namespace.Labels["istio-injection"] = "enabled" },
 			v1alpha1.ModeSidecar, "rule:no-traffic-keep-current"},
-		{"no traffic keeps an ambient namespace on ambient", func(in *Input) { in.Namespace.Labels["istio.io/dataplane-mode"] = "ambient" },
+		{"no traffic keeps an ambient namespace on ambient", func(in *Input) { in.Namespace.Labels = map[string]string{"istio.io/dataplane-mode": "ambient"} },
 			v1alpha1.ModeAmbient, "rule:no-traffic-keep-current"},
 		{"stale traffic is no traffic", func(in *Input) {
-			in.Namespace.Labels["istio.io/dataplane-mode"] = "ambient"
+			in.Namespace.Labels = map[string]string{"istio.io/dataplane-mode": "ambient"}
 			in.HasTraffic, in.Traffic = true, signals.WorkloadTraffic{RequestRate: 500, SampleTime: testNow.Add(-time.Hour)}
 		}, v1alpha1.ModeAmbient, "rule:no-traffic-keep-current"},
-		{"no traffic and no current mode: default", func(in *Input) {}, v1alpha1.ModeSidecar, RuleDefault},
+		{"no traffic, no mesh label: stays out of the mesh", func(in *Input) { in.Namespace.Labels = nil }, v1alpha1.ModeNone, "rule:no-traffic-keep-current"},
+		{"opaque traffic, no mesh label: stays out of the mesh", func(in *Input) {
+			in.Namespace.Labels = nil
+			in.HasTraffic, in.Traffic = true, fresh(signals.WorkloadTraffic{ConnectionRate: 3, Protocols: []signals.Protocol{"tls"}})
+		}, v1alpha1.ModeNone, RuleKeepCurrent},
+		{"high-rate L4-only on ambient already: kept", func(in *Input) {
+			in.Namespace.Labels = map[string]string{"istio.io/dataplane-mode": "ambient"}
+			in.HasTraffic, in.Traffic = true, fresh(signals.WorkloadTraffic{RequestRate: 800, P99Latency: 90 * time.Millisecond, Protocols: []signals.Protocol{"http1"}})
+		}, v1alpha1.ModeAmbient, RuleKeepCurrent},
 		{"failing workload stays", func(in *Input) {
 			in.Namespace.Labels["istio-injection"] = "enabled"
 			in.HasTraffic, in.Traffic = true, fresh(signals.WorkloadTraffic{RequestRate: 500, ErrorRate: 0.2, Protocols: []signals.Protocol{"tls"}})
@@ -179,7 +187,7 @@ func TestDefaultPolicy(t *testing.T) {
 		{"high-rate with L7 features is not L4-only", func(in *Input) {
 			in.Features = signals.Features{fref(signals.FeatureHTTPRouting, "VirtualService", "shop", "web")}
 			in.HasTraffic, in.Traffic = true, fresh(signals.WorkloadTraffic{RequestRate: 800, P99Latency: 90 * time.Millisecond, Protocols: []signals.Protocol{"http1"}})
-		}, v1alpha1.ModeSidecar, RuleDefault},
+		}, v1alpha1.ModeSidecar, RuleKeepCurrent},
 		{"latency-sensitive L7 gets a waypoint", func(in *Input) {
 			in.Features = signals.Features{fref(signals.FeatureRetries, "VirtualService", "shop", "web")}
 			in.HasTraffic, in.Traffic = true, fresh(signals.WorkloadTraffic{RequestRate: 50, P99Latency: 5 * time.Millisecond, Protocols: []signals.Protocol{"http2"}})
@@ -213,7 +221,7 @@ func TestDecodePolicyRejects(t *testing.T) {
 }
 
 func TestStabilizer(t *testing.T) {
-	p := mustCompile(t, "stable", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeSidecar,
+	p := mustCompile(t, "stable", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeSidecar),
 		Rules: []v1alpha1.Rule{{Name: "busy", When: "traffic.available && !traffic.stale && traffic.requestRate > 100.0", Mode: "ambient"}}})
 	s := NewStabilizer(2)
 	in := baseInput(p)
@@ -317,10 +325,21 @@ func TestCurrentMode(t *testing.T) {
 		{map[string]string{LabelIstioDataplaneMode: "ambient"}, map[string]string{LabelIstioUseWaypoint: "wp"}, nil, v1alpha1.ModeAmbientWaypoint, true},
 		{map[string]string{LabelIstioInject: "true"}, nil, nil, v1alpha1.ModeSidecar, true},
 		{nil, nil, map[string]string{AnnotationLinkerdInject: "enabled"}, v1alpha1.ModeSidecar, true},
-		{map[string]string{LabelIstioInject: "false"}, map[string]string{LabelIstioInjection: "enabled"}, nil, "", false},
+		{map[string]string{LabelIstioInject: "false"}, map[string]string{LabelIstioInjection: "enabled"}, nil, v1alpha1.ModeNone, true},
 		{nil, map[string]string{LabelIstioDataplaneMode: "ambient"}, nil, v1alpha1.ModeAmbient, true},
 		{nil, map[string]string{LabelIstioRev: "1-32"}, nil, v1alpha1.ModeSidecar, true},
-		{nil, nil, nil, "", false},
+		{nil, nil, nil, v1alpha1.ModeNone, true},
+		// Istio's injector: istio-injection=disabled wins over the pod's label.
+		{map[string]string{LabelIstioInject: "true"}, map[string]string{LabelIstioInjection: "disabled"}, nil, v1alpha1.ModeNone, true},
+		{map[string]string{LabelIstioInject: "false"}, map[string]string{LabelIstioRev: "1-32"}, nil, v1alpha1.ModeNone, true},
+		{map[string]string{LabelIstioRev: "1-32"}, nil, nil, v1alpha1.ModeSidecar, true},
+		// Injection wins over ambient; inject=false does not stop ambient.
+		{map[string]string{LabelIstioDataplaneMode: "ambient"}, map[string]string{LabelIstioInjection: "enabled"}, nil, v1alpha1.ModeSidecar, true},
+		{map[string]string{LabelIstioInject: "false"}, map[string]string{LabelIstioDataplaneMode: "ambient"}, nil, v1alpha1.ModeAmbient, true},
+		{map[string]string{LabelIstioDataplaneMode: "none"}, map[string]string{LabelIstioDataplaneMode: "ambient"}, nil, v1alpha1.ModeNone, true},
+		// The old annotation still turns the injector off.
+		{nil, map[string]string{LabelIstioInjection: "enabled"}, map[string]string{LabelIstioInject: "false"}, v1alpha1.ModeNone, true},
+		{nil, map[string]string{LabelIstioInjection: "enabled"}, map[string]string{AnnotationLinkerdInject: "enabled"}, v1alpha1.ModeSidecar, true},
 	}
 	for i, tc := range cases {
 		m, ok := CurrentMode(&Workload{Labels: tc.pod, Annotations: tc.podAnn}, &Namespace{Labels: tc.ns})
@@ -338,7 +357,7 @@ func TestCurrentMode(t *testing.T) {
 // Stabilizer keeps must be its own: scribbling over the caller's bytes
 // changes nothing.
 func TestStabilizerKeepsNoCallerMemory(t *testing.T) {
-	p := mustCompile(t, "stable", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeSidecar,
+	p := mustCompile(t, "stable", 1, v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeSidecar),
 		Rules: []v1alpha1.Rule{{Name: "busy", When: "traffic.available && !traffic.stale && traffic.requestRate > 100.0", Mode: "ambient"}}})
 	s := NewStabilizer(4)
 	body := []byte("web-7d9f")

@@ -11,7 +11,7 @@ import (
 func TestSet(t *testing.T) {
 	s := NewSet()
 	dp := &v1alpha1.DataplanePolicy{ObjectMeta: metav1.ObjectMeta{Name: "shop", Generation: 1},
-		Spec: v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeAmbient,
+		Spec: v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeAmbient),
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "shop"}}}}
 	if errs := s.Upsert(dp); errs != nil {
 		t.Fatal(errs)
@@ -34,8 +34,8 @@ func TestSet(t *testing.T) {
 	}
 	good := dp.DeepCopy()
 	good.Generation = 3
-	good.Spec.DefaultMode = v1alpha1.ModeNone
-	if errs := s.Upsert(good); errs != nil || s.For(map[string]string{"team": "shop"}).DefaultMode() != v1alpha1.ModeNone || s.Errors("shop") != nil {
+	good.Spec.DefaultMode = v1alpha1.RuleMode(v1alpha1.ModeNone)
+	if errs := s.Upsert(good); errs != nil || s.For(map[string]string{"team": "shop"}).DefaultMode() != v1alpha1.RuleMode(v1alpha1.ModeNone) || s.Errors("shop") != nil {
 		t.Error("generation 3 not in force")
 	}
 	if got := s.For(map[string]string{"team": "other"}); got != Builtin() {

@@ -27,6 +27,10 @@ type Workload struct {
 	// Workload is the top-level workload's name (signals.WorkloadName): the
 	// Deployment's for a ReplicaSet-owned pod. The traffic snapshot is keyed by it.
 	Workload string
+	// Nodes is what the pod requires of its node (spec.nodeSelector and the
+	// required node affinity): Windows-only pods are excluded, and a mode whose
+	// node agent runs on none of the admitted nodes is not chosen.
+	Nodes signals.NodeRequirement
 	// CurrentMode is the mode the workload runs in now, when the caller knows it
 	// (e.g. from its running pods); empty means derive it from the labels of the
 	// pod and namespace (see CurrentMode).
@@ -90,6 +94,12 @@ type Decision struct {
 	// Excluded is true for hard exclusions: only meshshift's own label and
 	// annotations are written, nothing of the mesh.
 	Excluded bool
+	// Observed is true when the decision keeps the mode the mesh's own labels
+	// already give the workload because nothing asked to change it (keep-current,
+	// a rule keeping the current mode, an opt-out, a fallback): like Excluded,
+	// only meshshift's own label and annotations are written, so the pod reaches
+	// the mesh exactly as it would without meshshift.
+	Observed bool
 }
 
 // Names of the built-in rules (Decision.Rule). A DataplanePolicy rule is
@@ -107,6 +117,18 @@ const (
 	RulePolicyPrefix        = "rule:"
 	RuleCapabilityFallback  = "capability-fallback"
 	RuleDefault             = "policy-default"
+	// RuleKeepCurrent: nothing asked to move the workload (the policy's default
+	// is "current", as the builtin policy's is); it keeps its current mode.
+	RuleKeepCurrent = "keep-current"
+	// RuleOptOut: the pod template opts out of a mode (sidecar.istio.io/inject:
+	// "false" of the sidecar, istio.io/dataplane-mode: none of ambient).
+	RuleOptOut = "opt-out"
+	// RuleExcludeWindows: the pod can only run on Windows nodes, which no
+	// sidecarless dataplane serves.
+	RuleExcludeWindows = "exclude-windows"
+	// RuleNodeUnserved: the pod's node selector or required node affinity
+	// excludes every node where the chosen dataplane's node agent runs.
+	RuleNodeUnserved = "node-unserved"
 )
 
 // Labels and annotations of the meshes' own contracts (DESIGN.md).

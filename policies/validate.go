@@ -45,7 +45,7 @@ func validate(dp *v1alpha1.DataplanePolicy) ([]cel.Program, field.ErrorList) {
 	spec := &dp.Spec
 	sp := field.NewPath("spec")
 	if spec.DefaultMode != "" && !spec.DefaultMode.Valid() {
-		errs = append(errs, field.NotSupported(sp.Child("defaultMode"), spec.DefaultMode, modeNames()))
+		errs = append(errs, field.NotSupported(sp.Child("defaultMode"), spec.DefaultMode, ruleModeNames()))
 	}
 	switch spec.MeshProvider {
 	case "", v1alpha1.MeshProviderIstio, v1alpha1.MeshProviderLinkerd:

@@ -159,4 +159,12 @@ type Capabilities struct {
 	MeshNamespaces []string
 	// Nodes is what the workload's candidate nodes support.
 	Nodes NodeCapabilities
+	// ZtunnelNodes and CiliumNodes are the labels of the nodes where ztunnel's
+	// (Cilium's agent's) DaemonSet runs or would run, when the nodes are known
+	// (NodesKnown); a workload whose node constraints exclude all of them cannot
+	// be served by that dataplane.
+	ZtunnelNodes, CiliumNodes []map[string]string
+	// NodesKnown is true when ZtunnelNodes and CiliumNodes were computed from the
+	// cluster's nodes (false: unknown, nothing is concluded from them).
+	NodesKnown bool
 }

@@ -9,7 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// DetectCapabilities derives the cluster's Capabilities from what runs in it:
+// DetectCapabilities derives the cluster's Capabilities from what runs in it
+// (ZtunnelNodes and CiliumNodes: the nodes their DaemonSets' node selector and
+// required affinity admit):
 // ztunnel is present when a DaemonSet named "ztunnel" has a ready pod; Cilium
 // when a DaemonSet named "cilium" has one (its per-node Envoy is built in or
 // runs as "cilium-envoy"); the namespaces of those DaemonSets and of istiod,
@@ -24,14 +26,27 @@ func DetectCapabilities(daemonSets []appsv1.DaemonSet, deployments []appsv1.Depl
 			c.MeshNamespaces = append(c.MeshNamespaces, ns)
 		}
 	}
+	servedBy := func(ds *appsv1.DaemonSet) []map[string]string {
+		req := NodeRequirementOf(&ds.Spec.Template.Spec)
+		var out []map[string]string
+		for i := range nodes {
+			if req.Matches(nodes[i].Labels) {
+				out = append(out, nodes[i].Labels)
+			}
+		}
+		return out
+	}
+	c.NodesKnown = len(nodes) > 0
 	for i := range daemonSets {
 		ds := &daemonSets[i]
 		switch ds.Name {
 		case "ztunnel":
 			addNS(ds.Namespace)
 			c.Ztunnel = c.Ztunnel || ds.Status.NumberReady > 0
+			c.ZtunnelNodes = append(c.ZtunnelNodes, servedBy(ds)...)
 		case "cilium":
 			c.Cilium = c.Cilium || ds.Status.NumberReady > 0
+			c.CiliumNodes = append(c.CiliumNodes, servedBy(ds)...)
 		case "istio-cni-node", "linkerd-cni":
 			addNS(ds.Namespace)
 		}

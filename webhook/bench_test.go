@@ -22,7 +22,7 @@ import (
 // benchPolicy has five rules that do not match, so every decision evaluates
 // them all and ends at the default (ambient).
 var benchPolicy = &v1alpha1.DataplanePolicy{ObjectMeta: metav1.ObjectMeta{Name: "bench", Generation: 1}, Spec: v1alpha1.DataplanePolicySpec{
-	DefaultMode: v1alpha1.ModeAmbient,
+	DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeAmbient),
 	Rules: []v1alpha1.Rule{
 		{Name: "legacy", When: `workload.labels["tier"] == "legacy"`, Mode: "sidecar"},
 		{Name: "batch", When: `workload.ownerKind == "Job"`, Mode: "none"},

@@ -191,7 +191,7 @@ func TestTruncate(t *testing.T) {
 func TestPolicyStoreCompilesOncePerGeneration(t *testing.T) {
 	s := NewPolicyStore(logr.Discard())
 	dp := &v1alpha1.DataplanePolicy{ObjectMeta: metav1.ObjectMeta{Name: "p", Generation: 1},
-		Spec: v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.ModeAmbient,
+		Spec: v1alpha1.DataplanePolicySpec{DefaultMode: v1alpha1.RuleMode(v1alpha1.ModeAmbient),
 			Rules: []v1alpha1.Rule{{Name: "web", When: `workload.labels["app"] == "web"`, Mode: "sidecar"}}}}
 	s.Upsert(dp)
 	if ps := s.Policies(); len(ps) != 1 || ps[0].Generation() != 1 {

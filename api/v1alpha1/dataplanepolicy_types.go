@@ -12,10 +12,13 @@ type DataplanePolicySpec struct {
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 
-	// defaultMode is the mode of a workload that nothing else decides.
-	// +kubebuilder:default=sidecar
+	// defaultMode is the mode of a workload that nothing else decides. The
+	// default, "current", keeps every such workload in the mode it runs in now
+	// (none when neither its pods nor its namespace carry a mesh label), so a
+	// policy moves only what its rules or an annotation ask to move.
+	// +kubebuilder:default=current
 	// +optional
-	DefaultMode Mode `json:"defaultMode,omitempty"`
+	DefaultMode RuleMode `json:"defaultMode,omitempty"`
 
 	// meshProvider is the mesh that serves the sidecar mode.
 	// +kubebuilder:default=istio

@@ -82,7 +82,7 @@ func (e *env) start(ctx context.Context) error {
 	// all before the default (a costlier path than a namespace annotation).
 	dp := &v1alpha1.DataplanePolicy{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1alpha1.DataplanePolicySpec{
 		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": "true"}},
-		DefaultMode:       v1alpha1.ModeAmbient,
+		DefaultMode:       v1alpha1.RuleMode(v1alpha1.ModeAmbient),
 		Rules: []v1alpha1.Rule{
 			{Name: "legacy", When: `workload.labels["tier"] == "legacy"`, Mode: "sidecar"},
 			{Name: "batch", When: `workload.ownerKind == "Job"`, Mode: "none"},
