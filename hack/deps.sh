@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks run, when they are
 # missing: a real Prometheus server (the SLO gate's tests), iproute2 and
-# nftables (the node agent's network-namespace tests). Idempotent and quiet
+# nftables (the node agent's network-namespace tests, kube-proxy on a real
+# node), runc and the CNI plugins (bridge, host-local, loopback) that a real
+# node's containerd runs pods with (test/harness). Idempotent and quiet
 # when everything is there. `hack/deps.sh clang` adds the pinned eBPF
 # toolchain that `make generate` needs.
 set -euo pipefail
 
-want=(prometheus:prometheus ip:iproute2 nft:nftables)
+want=(prometheus:prometheus ip:iproute2 nft:nftables runc:runc /usr/lib/cni/bridge:containernetworking-plugins)
 if [ "${1:-}" = clang ]; then
   want=(clang-19:clang-19 llvm-strip-19:llvm-19 bpftool:bpftool)
   [ -f /usr/include/bpf/bpf_helpers.h ] || want+=(missing-libbpf-dev:libbpf-dev)
@@ -14,7 +16,9 @@ fi
 
 missing=()
 for w in "${want[@]}"; do
-  command -v "${w%%:*}" >/dev/null 2>&1 || missing+=("${w#*:}")
+  c=${w%%:*}
+  if [[ $c == /* ]]; then [ -x "$c" ] || missing+=("${w#*:}"); continue; fi
+  command -v "$c" >/dev/null 2>&1 || missing+=("${w#*:}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
