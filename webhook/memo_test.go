@@ -84,7 +84,7 @@ func TestPodMutatorRemembersAnswers(t *testing.T) {
 	step("namespace resynced", false)
 
 	dp := benchPolicy.DeepCopy()
-	dp.Generation, dp.Spec.DefaultMode = 2, v1alpha1.ModeCilium
+	dp.Generation, dp.Spec.DefaultMode = 2, v1alpha1.RuleMode(v1alpha1.ModeCilium)
 	in.Namespaces.upsert(ns("shop", nil, nil))
 	step("namespace annotation removed", true)
 	in.Policies.Upsert(dp)

@@ -52,6 +52,7 @@ func TestPodMutator(t *testing.T) {
 		Spec: v1alpha1.DataplanePolicySpec{
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"mesh": "linkerd"}},
 			MeshProvider:      v1alpha1.MeshProviderLinkerd,
+			DefaultMode:       v1alpha1.RuleMode(v1alpha1.ModeSidecar),
 		},
 	}
 	objs := []metav1.Object{
@@ -59,6 +60,8 @@ func TestPodMutator(t *testing.T) {
 		nsMode("cil", "cilium"), nsMode("off", "none"),
 		ns("plain", nil, nil),
 		ns("ld", map[string]string{"mesh": "linkerd"}, nil),
+		ns("inj", map[string]string{"istio-injection": "enabled"}, nil),
+		ns("ambns", map[string]string{"istio.io/dataplane-mode": "ambient"}, nil),
 	}
 	annAdd := func(mode, rule, reason, policy string) jsonpatch.JsonPatchOperation {
 		return add("/metadata/annotations", decisionAnnotations(mode, rule, reason, policy))
@@ -142,14 +145,31 @@ func TestPodMutator(t *testing.T) {
 			annAdd("sidecar", "namespace-annotation", nsReason("sidecar"), "builtin/0"),
 		},
 	}, {
-		name: "policy default when nothing else decides",
+		name: "no policy, no mesh label: kept out of the mesh, nothing of the mesh written",
 		op:   admissionv1.Create,
 		pod:  testPod("p", "plain", map[string]string{"app": "web"}, nil),
 		code: http.StatusOK, allowed: true,
 		patches: []jsonpatch.JsonPatchOperation{
+			add("/metadata/labels/meshshift.io~1dataplane", "none"),
+			annAdd("none", "keep-current", "keeps its current mode none (neither the pod nor its namespace carries a mesh label): nothing asks to change it", "builtin/0"),
+		},
+	}, {
+		name: "no policy, injection namespace: the sidecar comes from the namespace label, not from meshshift",
+		op:   admissionv1.Create,
+		pod:  testPod("p", "inj", map[string]string{"app": "web"}, nil),
+		code: http.StatusOK, allowed: true,
+		patches: []jsonpatch.JsonPatchOperation{
 			add("/metadata/labels/meshshift.io~1dataplane", "sidecar"),
-			add("/metadata/labels/sidecar.istio.io~1inject", "true"),
-			annAdd("sidecar", "policy-default", "default mode of DataplanePolicy builtin", "builtin/0"),
+			annAdd("sidecar", "keep-current", "keeps its current mode sidecar (namespace label istio-injection=enabled): nothing asks to change it", "builtin/0"),
+		},
+	}, {
+		name: "no policy, ambient namespace: stays ambient",
+		op:   admissionv1.Create,
+		pod:  testPod("p", "ambns", map[string]string{"app": "web"}, nil),
+		code: http.StatusOK, allowed: true,
+		patches: []jsonpatch.JsonPatchOperation{
+			add("/metadata/labels/meshshift.io~1dataplane", "ambient"),
+			annAdd("ambient", "keep-current", "keeps its current mode ambient (namespace label istio.io/dataplane-mode=ambient): nothing asks to change it", "builtin/0"),
 		},
 	}, {
 		name: "pod annotation wins over the namespace",
@@ -181,15 +201,14 @@ func TestPodMutator(t *testing.T) {
 			}),
 		},
 	}, {
-		name:      "ambient without ztunnel falls back to sidecar",
+		name:      "ambient without ztunnel keeps the current mode: no sidecar added",
 		op:        admissionv1.Create,
 		pod:       testPod("p", "amb", map[string]string{"app": "web"}, nil),
 		noZtunnel: true,
 		code:      http.StatusOK, allowed: true,
 		patches: []jsonpatch.JsonPatchOperation{
-			add("/metadata/labels/meshshift.io~1dataplane", "sidecar"),
-			add("/metadata/labels/sidecar.istio.io~1inject", "true"),
-			annAdd("sidecar", "capability-fallback", "falls back to sidecar from ambient (namespace-annotation): the cluster has no ztunnel", "builtin/0"),
+			add("/metadata/labels/meshshift.io~1dataplane", "none"),
+			annAdd("none", "capability-fallback", "keeps its current mode none: namespace-annotation chose ambient, but the cluster has no ztunnel", "builtin/0"),
 		},
 	}, {
 		name: "hostNetwork pod: only meshshift's own label",

@@ -30,7 +30,8 @@ func decisionOf(t *testing.T, c client.Client, ns string, labels map[string]stri
 
 // TestIntegrationInputsFromInformers runs the webhook with its inputs from
 // the cluster, not from test doubles: capabilities detected from DaemonSets
-// (ambient falls back to sidecar until a ztunnel DaemonSet is ready) and mesh
+// (a sidecar namespace asked to go ambient keeps its sidecar until a ztunnel
+// DaemonSet is ready) and mesh
 // features from the signals index fed by informers (an EnvoyFilter keeps the
 // pods it selects on sidecar).
 func TestIntegrationInputsFromInformers(t *testing.T) {
@@ -38,10 +39,11 @@ func TestIntegrationInputsFromInformers(t *testing.T) {
 	webhooktest.Start(t, c, webhooktest.Options{DetectCapabilities: true,
 		Webhook: webhook.Options{CapabilityInterval: 200 * time.Millisecond}})
 	ctx := context.Background()
-	createNamespace(t, c.Client, "shop", nil, map[string]string{v1alpha1.AnnotationMode: "ambient"})
+	createNamespace(t, c.Client, "shop", map[string]string{"istio-injection": "enabled"}, map[string]string{v1alpha1.AnnotationMode: "ambient"})
 
-	if got := decisionOf(t, c.Client, "shop", nil); !strings.HasPrefix(got, "sidecar/capability-fallback") || !strings.Contains(got, "no ztunnel") {
-		t.Fatalf("without ztunnel: decision %q, want a capability fallback to sidecar", got)
+	if got := decisionOf(t, c.Client, "shop", nil); !strings.HasPrefix(got, "sidecar/capability-fallback") ||
+		!strings.Contains(got, "keeps its current mode sidecar") || !strings.Contains(got, "no ztunnel") {
+		t.Fatalf("without ztunnel: decision %q, want the current sidecar kept by the capability fallback", got)
 	}
 	createNamespace(t, c.Client, "istio-system", nil, nil)
 	ds := &appsv1.DaemonSet{
