@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -240,6 +241,7 @@ func (m *PodMutator) decide(pod *admjson.Pod, ns policies.Namespace) policies.De
 		OwnerName:   owner,
 	}
 	w.Workload = signals.WorkloadName(kind, owner, w.Name, w.Labels)
+	w.Nodes = nodeRequirement(pod)
 	input := policies.Input{Workload: w, Namespace: ns, Policy: in.policy(ns.Labels)}
 	if in.Features != nil {
 		input.Features = in.Features.AppendFeatures(nil, ns.Name, w.Labels)
@@ -259,6 +261,25 @@ func (m *PodMutator) decide(pod *admjson.Pod, ns policies.Namespace) policies.De
 		return in.Stabilizer.Decide(input)
 	}
 	return policies.Decide(input)
+}
+
+// nodeRequirement decodes the pod's node selector and required node affinity,
+// kept raw by the scan (most pods have neither). A value that does not decode
+// constrains nothing: the API server validates the pod after admission and
+// rejects it anyway.
+func nodeRequirement(pod *admjson.Pod) signals.NodeRequirement {
+	selRaw, affRaw := pod.NodeConstraintsJSON()
+	if selRaw == nil && affRaw == nil {
+		return signals.NodeRequirement{}
+	}
+	var spec corev1.PodSpec
+	if selRaw != nil && json.Unmarshal(selRaw, &spec.NodeSelector) != nil {
+		spec.NodeSelector = nil
+	}
+	if affRaw != nil && json.Unmarshal(affRaw, &spec.Affinity) != nil {
+		spec.Affinity = nil
+	}
+	return signals.NodeRequirementOf(&spec)
 }
 
 // maxWarnings and maxWarningLen keep admission warnings readable.

@@ -211,6 +211,20 @@ func TestPodMutator(t *testing.T) {
 			annAdd("none", "capability-fallback", "keeps its current mode none: namespace-annotation chose ambient, but the cluster has no ztunnel", "builtin/0"),
 		},
 	}, {
+		name: "Windows-only pod: excluded, only meshshift's own label",
+		op:   admissionv1.Create,
+		pod: func() *corev1.Pod {
+			p := testPod("p", "amb", map[string]string{"app": "iis"}, nil)
+			p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "kubernetes.io/os", Operator: corev1.NodeSelectorOpIn, Values: []string{"windows"}}}}}}}}
+			return p
+		}(),
+		code: http.StatusOK, allowed: true,
+		patches: []jsonpatch.JsonPatchOperation{
+			add("/metadata/labels/meshshift.io~1dataplane", "none"),
+			annAdd("none", "exclude-windows", "the pod runs only on Windows nodes (kubernetes.io/os=windows), which no sidecarless dataplane serves and meshshift does not decide", "builtin/0"),
+		},
+	}, {
 		name: "hostNetwork pod: only meshshift's own label",
 		op:   admissionv1.Create,
 		pod: func() *corev1.Pod {

@@ -1,7 +1,7 @@
 // Package admjson reads and writes the JSON of the pod admission path in one
 // pass, without reflection: DecodeReview (an AdmissionReview's request, the
-// object kept raw), DecodePod (a pod's metadata and spec.hostNetwork, the
-// rest skipped) and PatchWriter (the JSON patch of label and annotation
+// object kept raw), DecodePod (a pod's metadata and spec.hostNetwork, its
+// spec.nodeSelector and spec.affinity kept raw, the rest skipped) and PatchWriter (the JSON patch of label and annotation
 // changes). Each is checked by a fuzz target against encoding/json on the
 // same input.
 //

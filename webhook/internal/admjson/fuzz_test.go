@@ -58,6 +58,8 @@ func (r *rawExt) UnmarshalJSON(in []byte) error {
 func FuzzDecodePod(f *testing.F) {
 	f.Add([]byte(`{"kind":"Pod","metadata":{"name":"p","labels":{"a":"b"},"ownerReferences":[{"kind":"ReplicaSet","name":"r","controller":true}]},"spec":{"hostNetwork":true,"containers":[{"name":"c","ports":[{"containerPort":80}]}]},"status":{}}`))
 	f.Add([]byte(`{"meta\u0064ata":{"name":"x"},"spec":null}`))
+	f.Add([]byte(`{"metadata":{"name":"w"},"spec":{"nodeSelector":{"kubernetes.io/os":"windows"},"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"pool","operator":"In","values":["gpu"]}]}]}}}}}`))
+	f.Add([]byte(`{"metadata":{},"spec":{"nodeSelector":{"a":"b"},"nodeSelector":null,"affinity":{"x":"]\"}"}},"spec":{"affinity":{}}}`))
 	// ownerReferences: a repeated key merges into the elements, null keeps one.
 	f.Add([]byte(`{"metadata":{"ownerReferences":[{"kind":"A","name":"x","controller":true},{"kind":"B"}],"ownerReferences":[{"name":"y","controller":null},null]}}`))
 	f.Add([]byte(`{"metadata":{"ownerReferences":[{"kind":"A"}],"ownerReferences":[],"ownerReferences":null}}`))
@@ -85,8 +87,41 @@ func FuzzDecodePod(f *testing.F) {
 		}
 		if gotErr == nil {
 			checkMapsJSON(t, got, raw)
+			checkNodeConstraintsJSON(t, got, raw)
 		}
 	})
+}
+
+// checkNodeConstraintsJSON checks that the raw spec.nodeSelector and
+// spec.affinity DecodePod kept are what a full decode sees there.
+func checkNodeConstraintsJSON(t *testing.T, p *Pod, raw []byte) {
+	t.Helper()
+	var full struct {
+		Spec struct {
+			NodeSelector any `json:"nodeSelector"`
+			Affinity     any `json:"affinity"`
+		} `json:"spec"`
+	}
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &full); err != nil {
+		return // the view decoded what the full pod cannot: not this check's concern
+	}
+	wantSel, wantAff := full.Spec.NodeSelector, full.Spec.Affinity
+	sel, aff := p.NodeConstraintsJSON()
+	for _, c := range []struct {
+		name string
+		raw  []byte
+		want any
+	}{{"nodeSelector", sel, wantSel}, {"affinity", aff, wantAff}} {
+		var got any
+		if c.raw != nil {
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts(c.raw, &got); err != nil {
+				t.Fatalf("spec.%s kept as %q: %v", c.name, c.raw, err)
+			}
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Fatalf("spec.%s kept as %q (%v), full decode %v, on %s", c.name, c.raw, got, c.want, raw)
+		}
+	}
 }
 
 // FuzzEncodePatch checks PatchWriter against encoding/json of the same

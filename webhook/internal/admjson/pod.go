@@ -20,6 +20,17 @@ type Pod struct {
 	maps         []mapJSON
 	lazy         bool
 	repeatedMeta bool
+	// nodeSelector and affinity are the raw values of spec.nodeSelector and
+	// spec.affinity (nil when absent), decoded only on demand (NodeConstraintsJSON):
+	// most pods have neither, and the decision needs them rarely.
+	nodeSelector, affinity []byte
+}
+
+// NodeConstraintsJSON are the raw JSON values of spec.nodeSelector and
+// spec.affinity (nil when absent or null), for the caller to decode when it
+// needs them: most pods have neither, and the scan does not decode them.
+func (p *Pod) NodeConstraintsJSON() (nodeSelector, affinity []byte) {
+	return p.nodeSelector, p.affinity
 }
 
 // mapJSON is the raw value of metadata.labels (annotations false) or
@@ -283,19 +294,37 @@ func (s *scanner) ownerRef(r *OwnerRef) error {
 // trueVal and falseVal back OwnerRef.Controller; never written through.
 var trueVal, falseVal = true, false
 
-// spec scans the spec object for hostNetwork (a bool or null).
+// spec scans the spec object for hostNetwork (a bool or null) and keeps the
+// raw values of nodeSelector and affinity (the last one given wins, as in a
+// full decode).
 func (s *scanner) spec(p *Pod) error {
 	if s.peek() == 'n' {
 		return s.literal(nullLit)
 	}
 	return s.object(func(key []byte) error {
-		if string(key) != "hostNetwork" {
-			return s.skip()
+		switch string(key) {
+		case "hostNetwork":
+			v, null, err := s.boolValue("spec.hostNetwork")
+			if err == nil && !null { // null leaves it, as for a bool field
+				p.Spec.HostNetwork = v
+			}
+			return err
+		case "nodeSelector", "affinity":
+			start := s.i
+			if err := s.skip(); err != nil {
+				return err
+			}
+			raw := s.b[start:s.i]
+			if string(raw) == "null" {
+				raw = nil
+			}
+			if key[0] == 'n' {
+				p.nodeSelector = raw
+			} else {
+				p.affinity = raw
+			}
+			return nil
 		}
-		v, null, err := s.boolValue("spec.hostNetwork")
-		if err == nil && !null { // null leaves it, as for a bool field
-			p.Spec.HostNetwork = v
-		}
-		return err
+		return s.skip()
 	})
 }
