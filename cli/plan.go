@@ -143,6 +143,7 @@ func (inv *Inventory) Input(w *WorkloadInfo, o *Options) policies.Input {
 		Workload: policies.Workload{
 			Name: name, Namespace: w.Namespace, Labels: t.Labels, Annotations: t.Annotations,
 			HostNetwork: t.Spec.HostNetwork, OwnerKind: ownerKind, OwnerName: ownerName, Workload: w.Name,
+			Nodes: signals.NodeRequirementOf(&t.Spec),
 		},
 		Namespace:    ns,
 		Features:     inv.Index.FeaturesFor(w.Namespace, t.Labels),

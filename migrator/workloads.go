@@ -98,7 +98,7 @@ func (r *Reconciler) decide(ns *corev1.Namespace, w *workload, mode meshv1alpha1
 			Name: w.obj.GetName(), Namespace: ns.Name,
 			Labels: w.template.Labels, Annotations: w.template.Annotations,
 			HostNetwork: w.template.Spec.HostNetwork, OwnerKind: w.kind, OwnerName: w.obj.GetName(),
-			Workload: w.obj.GetName(),
+			Workload: w.obj.GetName(), Nodes: signals.NodeRequirementOf(&w.template.Spec),
 		},
 		Namespace:    policies.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ann},
 		Now:          r.Clock.Now(),
