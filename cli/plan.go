@@ -259,7 +259,7 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 		if d.Rule == policies.RuleDenyAllTrap || d.Rule == policies.RuleFeatureSidecar {
 			s.risk += 5
 		}
-		if d.Rule == policies.RuleDenyAllTrap || (d.Rule == policies.RuleCapabilityFallback && o.Target.Sidecarless()) {
+		if d.Rule == policies.RuleDenyAllTrap || ((d.Rule == policies.RuleCapabilityFallback || d.Rule == policies.RuleNodeUnserved) && o.Target.Sidecarless()) {
 			s.blocked = append(s.blocked, e.W.Name+": "+d.Reason)
 		}
 		p.Rows = append(p.Rows, r)

@@ -78,6 +78,18 @@ func Precheck(inv *Inventory, o *Options, live bool) *PrecheckResult {
 		if e.Decision.Mode == meshv1alpha1.ModeAmbientWaypoint {
 			needWaypoint++
 		}
+		switch e.Decision.Rule {
+		case policies.RuleOptOut:
+			// A team's opt-out is kept; say so where the platform's policy forbids what it leaves.
+			if e.Decision.Mode == meshv1alpha1.ModeNone && !e.Input.Policy.Allows(e.Input.Namespace.Labels, meshv1alpha1.ModeNone) {
+				add(Finding{Severity: SeverityWarning, Check: "opt-out", Namespace: e.W.Namespace, Workload: e.W.Name,
+					Message: policies.OptOutForbidden(e.Input.Policy, e.W.Namespace, e.Input.Namespace.Labels)})
+			}
+		case policies.RuleNodeUnserved:
+			if opts.Target.Sidecarless() {
+				add(Finding{Severity: SeverityBlocker, Check: "node-unserved", Namespace: e.W.Namespace, Workload: e.W.Name, Message: e.Decision.Reason})
+			}
+		}
 		for _, f := range e.Input.Features {
 			row, ok := policies.Row(f.Feature)
 			if !ok || row.Need < policies.NeedSidecar || row.Need.Serves(opts.Target) {

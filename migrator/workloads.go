@@ -157,7 +157,7 @@ func (r *Reconciler) planNamespace(ctx context.Context, mm *meshv1alpha1.MeshMig
 			continue
 		case d.Rule == policies.RuleDenyAllTrap:
 			plan.blockers = append(plan.blockers, ns.Name+"/"+w.String()+": "+d.Reason)
-		case d.Rule == policies.RuleCapabilityFallback && target.Sidecarless():
+		case (d.Rule == policies.RuleCapabilityFallback || d.Rule == policies.RuleNodeUnserved) && target.Sidecarless():
 			plan.blockers = append(plan.blockers, ns.Name+"/"+w.String()+": "+d.Reason)
 		case d.Mode != target:
 			plan.notes = append(plan.notes, ns.Name+"/"+w.String()+" becomes "+string(d.Mode)+": "+d.Reason)

@@ -280,10 +280,9 @@ func (p *Policy) finish(st *decideState, c candidate) Decision {
 	}
 	if !c.asked && c.rule == RuleKeepCurrent && cur == v1alpha1.ModeNone && st.src == srcPodNone {
 		c = keep(cur, RuleOptOut, "the pod template opts out of ambient with "+LabelIstioDataplaneMode+"=none")
-		if !p.Allows(in.Namespace.Labels, v1alpha1.ModeNone) {
-			st.warn("the pod opts out with " + LabelIstioDataplaneMode + "=none, but DataplanePolicy " + p.name +
-				" allows only " + modeList(p.AllowedModes(in.Namespace.Labels)) + " in namespace " + in.Namespace.Name)
-		}
+	}
+	if c.rule == RuleOptOut && c.mode == v1alpha1.ModeNone && !p.Allows(in.Namespace.Labels, v1alpha1.ModeNone) {
+		st.warn(OptOutForbidden(p, in.Namespace.Name, in.Namespace.Labels))
 	}
 	if c.mode != cur {
 		if why := unservable(c.mode, &in.Capabilities); why != "" {
@@ -340,6 +339,14 @@ func (p *Policy) finish(st *decideState, c candidate) Decision {
 		}
 	}
 	return d
+}
+
+// OptOutForbidden is the warning for a pod template that opts out of the mesh
+// (istio.io/dataplane-mode=none, or sidecar.istio.io/inject=false where that
+// leaves it none) in a namespace whose policy does not allow none.
+func OptOutForbidden(p *Policy, namespace string, nsLabels map[string]string) string {
+	return "the pod template opts out of the mesh, but DataplanePolicy " + p.name + " allows only " +
+		modeList(p.AllowedModes(nsLabels)) + " in namespace " + namespace
 }
 
 // keep is a candidate keeping the current mode cur.

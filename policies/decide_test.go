@@ -233,6 +233,13 @@ func TestDecidePrecedence(t *testing.T) {
 		}, want{mode: v1alpha1.ModeNone, rule: RuleOptOut, observed: true,
 			reason: "keeps its current mode none: the pod template opts out of ambient with istio.io/dataplane-mode=none (namespace-annotation chose ambient)",
 			labels: own(v1alpha1.ModeNone)}},
+		{"1 opt-out where the policy forbids none: kept, with a warning", func(in *Input) {
+			in.Namespace.Labels = map[string]string{"team": "restricted"}
+			in.Workload.Labels[LabelIstioDataplaneMode] = "none"
+		}, want{mode: v1alpha1.ModeNone, rule: RuleOptOut, observed: true,
+			reason:   "keeps its current mode none: the pod template opts out of ambient with istio.io/dataplane-mode=none (policy-default chose ambient)",
+			labels:   own(v1alpha1.ModeNone),
+			warnings: []string{"the pod template opts out of the mesh, but DataplanePolicy prec allows only sidecar, ambient in namespace shop"}}},
 		{"1 opt-out: sidecar.istio.io/inject=false is never decided sidecar", func(in *Input) {
 			in.Workload.Labels[LabelIstioInject] = "false"
 			in.Namespace.Annotations = map[string]string{v1alpha1.AnnotationMode: "sidecar"}
