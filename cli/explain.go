@@ -33,6 +33,8 @@ type ExplainInputs struct {
 	Capabilities    string        `json:"capabilities"`
 	Policy          string        `json:"policy"`
 	CurrentMode     string        `json:"currentMode"`
+	// CurrentModeSource says what shows the current mode (a label, or none).
+	CurrentModeSource string `json:"currentModeSource"`
 }
 
 // Step is one precedence step of Decide and what it did for this workload.
@@ -109,7 +111,8 @@ func Explain(inv *Inventory, namespace, name string, o *Options) (*Explanation, 
 	in := inv.Input(w, o)
 	d := policies.Decide(in)
 	nsObj := inv.Namespaces[namespace]
-	cur, _ := policies.CurrentMode(&in.Workload, &policies.Namespace{Name: namespace, Labels: nsObj.Labels, Annotations: nsObj.Annotations})
+	nsNow := &policies.Namespace{Name: namespace, Labels: nsObj.Labels, Annotations: nsObj.Annotations}
+	cur, _ := policies.CurrentMode(&in.Workload, nsNow)
 	p := in.Policy
 	if p == nil {
 		p = policies.Builtin()
@@ -121,7 +124,7 @@ func Explain(inv *Inventory, namespace, name string, o *Options) (*Explanation, 
 		TargetSimulated: o.Target != "" && !slices.Contains(policies.SystemNamespaces, namespace),
 		Traffic:         trafficText(&in), Capabilities: capabilitiesText(&in),
 		Policy:      fmt.Sprintf("%s (default mode %s)", policyName(p), p.DefaultMode()),
-		CurrentMode: orUnknown(string(cur)),
+		CurrentMode: orUnknown(string(cur)), CurrentModeSource: policies.CurrentModeSource(&in.Workload, nsNow),
 	}
 	for _, f := range in.Features {
 		fn := FeatureNeed{Feature: string(f.Feature), Object: f.Object(), Need: "unknown"}

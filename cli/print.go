@@ -108,7 +108,7 @@ func PrintExplanation(w io.Writer, format string, e *Explanation) error {
 	o.f("  decided: %s by %s\n  reason:  %s\n", e.Decision.Mode, e.Decision.Rule, e.Decision.Reason)
 	o.ln("\nInputs:")
 	in := &e.Inputs
-	o.f("  current mode:          %s\n", in.CurrentMode)
+	o.f("  current mode:          %s (%s)\n", in.CurrentMode, in.CurrentModeSource)
 	o.f("  pod labels:            %s\n", kv(in.PodLabels))
 	o.f("  pod annotations:       %s\n", kv(in.PodAnnotations))
 	o.f("  hostNetwork:           %t\n", in.HostNetwork)
