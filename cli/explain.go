@@ -73,7 +73,7 @@ type Explanation struct {
 // stepOf maps a Decision.Rule to the precedence step that produced it.
 func stepOf(rule string) int {
 	switch {
-	case strings.HasPrefix(rule, "exclude-"):
+	case strings.HasPrefix(rule, "exclude-"), rule == policies.RuleOptOut:
 		return 1
 	case rule == policies.RulePodAnnotation:
 		return 2
@@ -84,9 +84,9 @@ func stepOf(rule string) int {
 		return 4
 	case strings.HasPrefix(rule, policies.RulePolicyPrefix):
 		return 5
-	case rule == policies.RuleCapabilityFallback:
+	case rule == policies.RuleCapabilityFallback, rule == policies.RuleNodeUnserved:
 		return 6
-	case rule == policies.RuleDefault:
+	case rule == policies.RuleDefault, rule == policies.RuleKeepCurrent:
 		return 7
 	}
 	return 0
@@ -217,8 +217,9 @@ func steps(in *policies.Input, d *policies.Decision, p *policies.Policy) []Step 
 		featureText = strings.Join(fs, "; ")
 	}
 	detail := []string{
-		fmt.Sprintf("hostNetwork %t; namespace %s; sidecar status annotation %s", in.Workload.HostNetwork, in.Namespace.Name,
-			presence(in.Workload.Annotations, policies.AnnotationIstioStatus)),
+		fmt.Sprintf("hostNetwork %t; namespace %s; sidecar status annotation %s; Windows-only %t; pod mesh labels %s", in.Workload.HostNetwork, in.Namespace.Name,
+			presence(in.Workload.Annotations, policies.AnnotationIstioStatus), in.Workload.Nodes.WindowsOnly(),
+			mapText(in.Workload.Labels, policies.LabelIstioInject, policies.LabelIstioDataplaneMode)),
 		"pod annotation " + mapText(in.Workload.Annotations, meshv1alpha1.AnnotationMode),
 		featureText,
 		"namespace annotation " + mapText(in.Namespace.Annotations, meshv1alpha1.AnnotationMode),
@@ -226,7 +227,7 @@ func steps(in *policies.Input, d *policies.Decision, p *policies.Policy) []Step 
 		capabilitiesText(in),
 		"default mode " + string(p.DefaultMode()),
 	}
-	names := []string{"hard exclusions", "pod annotation", "mesh features", "namespace annotation",
+	names := []string{"exclusions, opt-outs", "pod annotation", "mesh features", "namespace annotation",
 		"DataplanePolicy rules", "capability fallback", "policy default"}
 	out := make([]Step, len(names))
 	for i := range names {
