@@ -20,7 +20,14 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/meshshift /usr/local/bin/meshshift
-# The agent's DaemonSet runs it as root with only CAP_BPF, CAP_PERFMON,
-# CAP_NET_ADMIN and CAP_SYS_RESOURCE; the manager runs as this nonroot user.
+LABEL org.opencontainers.image.title="meshshift" \
+      org.opencontainers.image.description="Moves a Kubernetes fleet from sidecar to sidecarless dataplanes in SLO-gated waves" \
+      org.opencontainers.image.source="https://github.com/meshshift/meshshift"
+# manager: webhook 9443, metrics 8080, probes 8081; agent: metrics 9990.
+EXPOSE 9443 8080 8081 9990
+# The agent's DaemonSet runs it as root with only CAP_BPF, CAP_PERFMON and
+# CAP_NET_ADMIN; the manager runs as this nonroot user.
+# `make image` builds the same image without Docker (test/image keeps the two
+# in step).
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/meshshift"]

@@ -85,6 +85,13 @@ demo: deps assets ## Sidecar → ambient in 3 SLO-gated waves on a local control
 	@$(GO) test -c -o bin/meshshift-demo ./test/demo
 	@cd test/demo && ../../bin/meshshift-demo -test.run '^TestDemo$$' -test.timeout 10m
 
+##@ Image (Dockerfile, test/image, hack/image)
+IMG ?= ghcr.io/meshshift/meshshift:dev
+.PHONY: image
+image: ## Build meshshift's image without Docker (static, UID 65532, the Dockerfile's entrypoint and labels) into bin/meshshift-image.tar.
+	@mkdir -p bin
+	$(GO) run ./hack/image -o bin/meshshift-image.tar -tag $(IMG)
+
 ##@ Node agent (bpf/, test/bench/agentbench)
 .PHONY: generate-bpf bench-agent bench-agent-rss
 generate: generate-bpf
