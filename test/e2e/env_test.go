@@ -328,7 +328,13 @@ func modeLabelsOK(l map[string]string, mode meshv1alpha1.Mode) string {
 	want := map[string]string{meshv1alpha1.LabelDataplane: string(mode)}
 	switch mode {
 	case meshv1alpha1.ModeSidecar:
-		want["sidecar.istio.io/inject"] = "true"
+		// Before a flip and after a rollback nothing asks for a mode: the
+		// webhook keeps the sidecar the namespace's istio-injection label
+		// gives and writes none of the mesh's labels (do no harm); a pod
+		// asked to be sidecar carries sidecar.istio.io/inject=true.
+		if v, ok := l["sidecar.istio.io/inject"]; ok && v != "true" {
+			return fmt.Sprintf("label sidecar.istio.io/inject=%q on a sidecar pod", v)
+		}
 	case meshv1alpha1.ModeAmbient:
 		want["sidecar.istio.io/inject"] = "false"
 		want["istio.io/dataplane-mode"] = "ambient"
