@@ -106,3 +106,39 @@ func TestNothingAskedChangesNothing(t *testing.T) {
 		t.Fatalf("only %d combinations decided", n)
 	}
 }
+
+// FuzzNothingAskedChangesNothing checks the do-no-harm rule on any values of
+// the mesh labels the current mode is read from: with the builtin policy the
+// decision keeps CurrentMode and writes only meshshift's own label.
+func FuzzNothingAskedChangesNothing(f *testing.F) {
+	f.Add("true", "", "", "enabled", "", "", "")
+	f.Add("false", "none", "", "", "1-32", "ambient", "waypoint")
+	f.Add("", "ambient", "canary", "disabled", "", "", "none")
+	f.Add("yes", "ambient", "", "", "", "ambient", "wp")
+	f.Fuzz(func(t *testing.T, podInject, podDM, podRev, nsInjection, nsRev, nsDM, nsWaypoint string) {
+		in := baseInput(nil)
+		set := func(m map[string]string, k, v string) {
+			if v != "" {
+				m[k] = v
+			}
+		}
+		set(in.Workload.Labels, LabelIstioInject, podInject)
+		set(in.Workload.Labels, LabelIstioDataplaneMode, podDM)
+		set(in.Workload.Labels, LabelIstioRev, podRev)
+		in.Namespace.Labels = map[string]string{}
+		set(in.Namespace.Labels, LabelIstioInjection, nsInjection)
+		set(in.Namespace.Labels, LabelIstioRev, nsRev)
+		set(in.Namespace.Labels, LabelIstioDataplaneMode, nsDM)
+		set(in.Namespace.Labels, LabelIstioUseWaypoint, nsWaypoint)
+		cur, ok := CurrentMode(&in.Workload, &in.Namespace)
+		if !ok {
+			t.Fatalf("no current mode for %v in %v", in.Workload.Labels, in.Namespace.Labels)
+		}
+		d := Decide(in)
+		if d.Mode != cur || !d.Observed || len(d.Labels) != 1 || d.Labels[v1alpha1.LabelDataplane] != string(cur) ||
+			len(d.LabelsToRemove) > 0 || len(d.AnnotationsToRemove) > 0 {
+			t.Fatalf("pod %v in namespace %v: decided %s by %s (observed %v), labels %v, removes %v; want %s kept, only meshshift's label",
+				in.Workload.Labels, in.Namespace.Labels, d.Mode, d.Rule, d.Observed, d.Labels, d.LabelsToRemove, cur)
+		}
+	})
+}
