@@ -17,7 +17,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := c.run("kube-controller-manager", filepath.Join(c.Env.BinaryAssetsDirectory, "kube-controller-manager"), joinFlags(map[string]string{
+	flags := map[string]string{
 		"kubeconfig":                       c.Kubeconfig,
 		"leader-elect":                     "false",
 		"bind-address":                     "127.0.0.1",
@@ -32,7 +32,11 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		"controllers":                      "*,-serviceaccount-token-controller",
 		"use-service-account-credentials":  "false",
 		"cert-dir":                         filepath.Join(c.Dir, "kcm-certs"),
-	})...)
+	}
+	for k, v := range c.kcmNodeFlags() {
+		flags[k] = v
+	}
+	p, err := c.run("kube-controller-manager", filepath.Join(c.Env.BinaryAssetsDirectory, "kube-controller-manager"), joinFlags(flags)...)
 	if err != nil {
 		return err
 	}

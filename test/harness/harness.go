@@ -39,6 +39,12 @@ type Options struct {
 	WebhookInstallOptions envtest.WebhookInstallOptions
 	// Scheme is the scheme of Client; nil means client-go's types plus meshshift's.
 	Scheme *runtime.Scheme
+	// RealNode, when set, starts one real node (containerd, kubelet,
+	// kube-proxy on a CNI bridge) whose pods run as real containers; see
+	// node.go. The API server then listens on the node address NodeIP,
+	// not on 127.0.0.1, so pods reach it through the kubernetes Service.
+	// It needs root and starts kube-controller-manager and kube-scheduler.
+	RealNode *NodeOptions
 }
 
 // Cluster is a running control plane.
@@ -55,8 +61,11 @@ type Cluster struct {
 	Env *envtest.Environment
 	// Dir is a scratch folder removed on Stop; process logs are kept there.
 	Dir string
+	// Node is the real node, when Options.RealNode asked for one.
+	Node *Node
 
-	procs []*process
+	procs   []*process
+	started bool
 }
 
 // NewScheme returns client-go's scheme, CRDs and meshshift's types.
@@ -75,7 +84,15 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if testing.Short() {
 		t.Skip("integration test: needs the real control plane; run without -short (make test)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	limit := 3 * time.Minute
+	if opts.RealNode != nil {
+		if os.Geteuid() != 0 {
+			t.Skip("a real node needs root (containerd, kubelet, a bridge, cgroups)")
+		}
+		// A cold static build of meshshift's image takes minutes.
+		limit = 15 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	c, err := StartE(ctx, opts)
 	if c != nil {
@@ -121,11 +138,21 @@ func StartE(ctx context.Context, opts Options) (*Cluster, error) {
 		Scheme:                scheme,
 	}
 	c := &Cluster{Env: env, Dir: dir, Scheme: scheme}
+	if opts.RealNode != nil {
+		opts.ControllerManager, opts.Scheduler = true, true
+		if err := c.prepareNode(env); err != nil {
+			return c, err
+		}
+	}
 	cfg, err := env.Start()
 	if err != nil {
+		if c.Node != nil {
+			return c, fmt.Errorf("start api server and etcd: %w", err)
+		}
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start api server and etcd: %w", err)
 	}
+	c.started = true
 	c.Config = cfg
 	if err := c.setUp(ctx, opts); err != nil {
 		return c, err
@@ -165,17 +192,35 @@ func (c *Cluster) setUp(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
+	if opts.RealNode != nil {
+		if err := c.startNode(ctx, opts.RealNode); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
 // Stop stops every process and removes the scratch folder.
 func (c *Cluster) Stop() error {
 	var errs []error
+	if c.Node != nil {
+		if err := c.stopNode(); err != nil {
+			errs = append(errs, fmt.Errorf("remove real node: %w", err))
+		}
+	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		c.procs[i].stop()
 	}
-	if err := c.Env.Stop(); err != nil {
-		errs = append(errs, fmt.Errorf("stop api server and etcd: %w", err))
+	if c.started {
+		if err := c.Env.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop api server and etcd: %w", err))
+		}
+	}
+	if c.Node != nil {
+		// The API server listens on the bridge: remove it only now.
+		if err := c.Node.release(); err != nil {
+			errs = append(errs, fmt.Errorf("remove real node network: %w", err))
+		}
 	}
 	if err := os.RemoveAll(c.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove scratch folder: %w", err))

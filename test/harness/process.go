@@ -26,6 +26,11 @@ type process struct {
 }
 
 func (c *Cluster) run(name, bin string, args ...string) (*process, error) {
+	return c.runEnv(name, bin, nil, args...)
+}
+
+// runEnv is run with env added to the test binary's environment.
+func (c *Cluster) runEnv(name, bin string, env []string, args ...string) (*process, error) {
 	logPath := filepath.Join(c.Dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -33,6 +38,9 @@ func (c *Cluster) run(name, bin string, args ...string) (*process, error) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Dir = c.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
