@@ -16,6 +16,7 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -43,6 +44,7 @@ const (
 	groupIstioExtensions = "extensions.istio.io"
 	groupGateway         = "gateway.networking.k8s.io"
 	groupCilium          = "cilium.io"
+	groupArgo            = "argoproj.io"
 	groupCRD             = "apiextensions.k8s.io"
 )
 
@@ -62,6 +64,12 @@ var knownKinds = map[schema.GroupKind]kindInfo{
 	{Group: "apps", Kind: "Deployment"}:  {versions: []string{"v1"}, typed: func() any { return &appsv1.Deployment{} }},
 	{Group: "apps", Kind: "StatefulSet"}: {versions: []string{"v1"}, typed: func() any { return &appsv1.StatefulSet{} }},
 	{Group: "apps", Kind: "DaemonSet"}:   {versions: []string{"v1"}, typed: func() any { return &appsv1.DaemonSet{} }},
+	{Kind: "ReplicationController"}:      {versions: []string{"v1"}, typed: func() any { return &corev1.ReplicationController{} }},
+	{Group: "batch", Kind: "Job"}:        {versions: []string{"v1"}, typed: func() any { return &batchv1.Job{} }},
+	{Group: "batch", Kind: "CronJob"}:    {versions: []string{"v1"}, typed: func() any { return &batchv1.CronJob{} }},
+	// Argo Rollouts, read as unstructured (meshshift does not import Argo):
+	// its spec.template, or the Deployment its spec.workloadRef names.
+	{Group: groupArgo, Kind: "Rollout"}: {versions: []string{"v1alpha1"}},
 	{Group: meshv1alpha1.GroupVersion.Group, Kind: "DataplanePolicy"}: {versions: []string{"v1alpha1"},
 		typed: func() any { return &meshv1alpha1.DataplanePolicy{} }},
 	{Group: meshv1alpha1.GroupVersion.Group, Kind: "MeshMigration"}: {versions: []string{"v1alpha1"},
@@ -132,11 +140,29 @@ func toTyped(o *Object, info kindInfo) (any, error) {
 			return nil, err
 		}
 	}
-	b, err := json.Marshal(o.U.Object)
-	if err != nil {
-		return nil, &ManifestError{Source: o.Source, Object: o.Ref(), Err: fmt.Errorf("encode: %w", err)}
+	if err := decodeStrict(o, o.U.Object, obj, ""); err != nil {
+		return nil, err
 	}
-	strict, err := sigsjson.UnmarshalStrict(b, obj)
+	return obj, nil
+}
+
+// decodeStrict decodes v (a part of o at the field path prefix, "" for the
+// whole object) into out, strictly; errors name the field from o's top.
+func decodeStrict(o *Object, v, out any, prefix string) error {
+	at := func(f string) string {
+		switch {
+		case prefix == "":
+			return f
+		case f == "":
+			return prefix
+		}
+		return prefix + "." + f
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return &ManifestError{Source: o.Source, Object: o.Ref(), Field: at(""), Err: fmt.Errorf("encode: %w", err)}
+	}
+	strict, err := sigsjson.UnmarshalStrict(b, out)
 	if err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
@@ -144,15 +170,15 @@ func toTyped(o *Object, info kindInfo) (any, error) {
 			if m := goFieldRe.FindStringSubmatch(err.Error()); m != nil {
 				field = m[1]
 			}
-			return nil, &ManifestError{Source: o.Source, Object: o.Ref(), Field: field,
+			return &ManifestError{Source: o.Source, Object: o.Ref(), Field: at(field),
 				Err: fmt.Errorf("got a JSON %s, want %s", te.Value, te.Type)}
 		}
-		return nil, &ManifestError{Source: o.Source, Object: o.Ref(), Err: err}
+		return &ManifestError{Source: o.Source, Object: o.Ref(), Field: at(""), Err: err}
 	}
 	if len(strict) > 0 {
-		return nil, &ManifestError{Source: o.Source, Object: o.Ref(), Field: strictField(strict[0]), Err: strictReason(strict[0])}
+		return &ManifestError{Source: o.Source, Object: o.Ref(), Field: at(strictField(strict[0])), Err: strictReason(strict[0])}
 	}
-	return obj, nil
+	return nil
 }
 
 // strictField pulls the field path out of sigs.k8s.io/json's strict errors

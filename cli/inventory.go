@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -17,13 +18,15 @@ import (
 	"github.com/meshshift/meshshift/signals"
 )
 
-// WorkloadInfo is one workload: a Deployment, StatefulSet, DaemonSet or bare Pod.
+// WorkloadInfo is one workload: a Deployment, StatefulSet, DaemonSet,
+// ReplicationController, Job, CronJob, Argo Rollout or bare Pod.
 type WorkloadInfo struct {
 	Kind      string
 	Namespace string
 	Name      string
 	// Replicas is the desired pod count (1 for a Pod; a DaemonSet's is the
-	// node count when nodes are known, else 1).
+	// node count when nodes are known, else 1; a Job's or CronJob's is its
+	// parallelism).
 	Replicas int32
 	Template corev1.PodTemplateSpec
 	Source   Source
@@ -53,20 +56,24 @@ type Inventory struct {
 	Migrations []*meshv1alpha1.MeshMigration
 	// Traffic is the traffic snapshot, nil without one.
 	Traffic *signals.TrafficSnapshot
-	// Notes say what was skipped and why.
+	// Notes say what was not read and why (kinds meshshift does not read).
 	Notes []string
+	// Skipped are objects of kinds meshshift reads that were left out: mesh
+	// objects their Go types cannot decode, Rollouts whose workloadRef names
+	// no Deployment read. The plan is made without them.
+	Skipped []SkippedObject
 }
 
 // Build reads the objects into an inventory. A bad object is an error naming
-// its file, the object and the field; every bad object is reported.
+// its file, the object and the field; every bad object is reported. A mesh
+// object (Istio, Gateway API, Cilium) that cannot be decoded does not stop the
+// rest: it is left out and listed in Skipped, as the mesh itself would leave
+// it out.
 func Build(objs []Object) (*Inventory, error) {
 	inv := &Inventory{Namespaces: map[string]*corev1.Namespace{}, Index: signals.NewIndex("")}
-	var errs []error
-	var daemonSets []*WorkloadInfo
-	det := &detectInputs{}
-	var pods []*corev1.Pod
-	podSrc := map[*corev1.Pod]Source{}
-	seenWorkload := map[string]Source{}
+	b := &builder{inv: inv, det: &detectInputs{}, podSrc: map[*corev1.Pod]Source{}, seen: map[string]Source{},
+		jobOwner: map[string]string{}}
+	var errs, all []error // fatal ones; every one, in order
 	skipped := map[string][]string{}
 	for i := range objs {
 		o := &objs[i]
@@ -79,26 +86,34 @@ func Build(objs []Object) (*Inventory, error) {
 		if !slices.Contains(info.versions, gvk.Version) {
 			errs = append(errs, &ManifestError{Source: o.Source, Object: o.Ref(), Field: "apiVersion",
 				Err: fmt.Errorf("%s is not read; use %s", o.U.GetAPIVersion(), groupVersions(gvk.Group, info.versions))})
+			all = append(all, errs[len(errs)-1])
 			continue
 		}
 		if clusterScoped[gvk.Kind] {
 			if o.U.GetNamespace() != "" {
 				errs = append(errs, &ManifestError{Source: o.Source, Object: o.Ref(), Field: "metadata.namespace",
 					Err: fmt.Errorf("%s is cluster-scoped and takes no namespace", gvk.Kind)})
+				all = append(all, errs[len(errs)-1])
 				continue
 			}
 		} else if o.U.GetNamespace() == "" {
 			o.U.SetNamespace(metav1.NamespaceDefault)
 		}
-		if err := inv.add(o, info, det, &daemonSets, &pods, podSrc, seenWorkload); err != nil {
+		if err := b.add(o, info); err != nil {
+			all = append(all, err)
+			if meshGroups[gvk.Group] {
+				inv.Skipped = append(inv.Skipped, skippedOf(o, err)...)
+				continue
+			}
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		// Every bad object at once, the ones that alone would be skipped too.
+		return nil, errors.Join(all...)
 	}
-	inv.finish(daemonSets, pods, podSrc, seenWorkload)
-	caps, err := signals.DetectCapabilities(det.daemonSets, det.deployments, det.nodes, false)
+	b.finish()
+	caps, err := signals.DetectCapabilities(b.det.daemonSets, b.det.deployments, b.det.nodes, false)
 	if err != nil {
 		return nil, fmt.Errorf("detect capabilities: %w", err)
 	}
@@ -141,8 +156,35 @@ func declared(o *Object, ds *appsv1.DaemonSet) appsv1.DaemonSet {
 	return c
 }
 
-func (inv *Inventory) add(o *Object, info kindInfo, det *detectInputs, daemonSets *[]*WorkloadInfo,
-	pods *[]*corev1.Pod, podSrc map[*corev1.Pod]Source, seen map[string]Source) error {
+// builder is the state of one Build.
+type builder struct {
+	inv        *Inventory
+	det        *detectInputs
+	daemonSets []*WorkloadInfo
+	pods       []*corev1.Pod
+	podSrc     map[*corev1.Pod]Source
+	seen       map[string]Source
+	// jobOwner maps "namespace/job" to the CronJob that owns the Job.
+	jobOwner map[string]string
+	// ownedJobs are Jobs owned by a CronJob: decided as the CronJob when it
+	// is not among the objects.
+	ownedJobs []*WorkloadInfo
+	// rollouts name a Deployment in spec.workloadRef instead of a template.
+	rollouts []*rolloutRef
+}
+
+func (b *builder) addWorkload(o *Object, w *WorkloadInfo) error {
+	if prev, dup := b.seen[w.Key()]; dup {
+		return &ManifestError{Source: o.Source, Object: o.Ref(), Field: "metadata.name",
+			Err: fmt.Errorf("a workload named %s is already defined at %s", w.Key(), prev)}
+	}
+	b.seen[w.Key()] = o.Source
+	b.inv.Workloads = append(b.inv.Workloads, w)
+	return nil
+}
+
+func (b *builder) add(o *Object, info kindInfo) error {
+	inv := b.inv
 	kind := o.U.GetKind()
 	if info.typed == nil {
 		switch kind {
@@ -151,6 +193,8 @@ func (inv *Inventory) add(o *Object, info kindInfo, det *detectInputs, daemonSet
 				inv.GatewayAPICRDs = true
 			}
 			return nil
+		case "Rollout":
+			return b.addRollout(o)
 		default: // Cilium, read by the index as unstructured
 			if err := inv.Index.Upsert(o.U); err != nil {
 				return &ManifestError{Source: o.Source, Object: o.Ref(), Err: err}
@@ -162,15 +206,6 @@ func (inv *Inventory) add(o *Object, info kindInfo, det *detectInputs, daemonSet
 	if err != nil {
 		return err
 	}
-	addWorkload := func(w *WorkloadInfo) error {
-		if prev, dup := seen[w.Key()]; dup {
-			return &ManifestError{Source: o.Source, Object: o.Ref(), Field: "metadata.name",
-				Err: fmt.Errorf("a workload named %s is already defined at %s", w.Key(), prev)}
-		}
-		seen[w.Key()] = o.Source
-		inv.Workloads = append(inv.Workloads, w)
-		return nil
-	}
 	switch t := typed.(type) {
 	case *corev1.Namespace:
 		inv.Namespaces[t.Name] = t
@@ -179,31 +214,33 @@ func (inv *Inventory) add(o *Object, info kindInfo, det *detectInputs, daemonSet
 		if _, err := signals.NodeCapabilitiesFromLabels(t.Labels); err != nil {
 			return &ManifestError{Source: o.Source, Object: o.Ref(), Field: "metadata.labels", Err: err}
 		}
-		det.nodes = append(det.nodes, *t)
+		b.det.nodes = append(b.det.nodes, *t)
 	case *corev1.Pod:
-		*pods = append(*pods, t)
-		podSrc[t] = o.Source
+		b.pods = append(b.pods, t)
+		b.podSrc[t] = o.Source
 	case *appsv1.Deployment:
-		det.deployments = append(det.deployments, *t)
+		b.det.deployments = append(b.det.deployments, *t)
 		if err := inv.Index.Upsert(t); err != nil {
 			return &ManifestError{Source: o.Source, Object: o.Ref(), Err: err}
 		}
-		return addWorkload(&WorkloadInfo{Kind: kind, Namespace: t.Namespace, Name: t.Name,
+		return b.addWorkload(o, &WorkloadInfo{Kind: kind, Namespace: t.Namespace, Name: t.Name,
 			Replicas: replicas(t.Spec.Replicas), Template: t.Spec.Template, Source: o.Source})
 	case *appsv1.StatefulSet:
 		if err := inv.Index.Upsert(t); err != nil {
 			return &ManifestError{Source: o.Source, Object: o.Ref(), Err: err}
 		}
-		return addWorkload(&WorkloadInfo{Kind: kind, Namespace: t.Namespace, Name: t.Name,
+		return b.addWorkload(o, &WorkloadInfo{Kind: kind, Namespace: t.Namespace, Name: t.Name,
 			Replicas: replicas(t.Spec.Replicas), Template: t.Spec.Template, Source: o.Source})
 	case *appsv1.DaemonSet:
-		det.daemonSets = append(det.daemonSets, declared(o, t))
+		b.det.daemonSets = append(b.det.daemonSets, declared(o, t))
 		if err := inv.Index.Upsert(t); err != nil {
 			return &ManifestError{Source: o.Source, Object: o.Ref(), Err: err}
 		}
 		w := &WorkloadInfo{Kind: kind, Namespace: t.Namespace, Name: t.Name, Replicas: 1, Template: t.Spec.Template, Source: o.Source}
-		*daemonSets = append(*daemonSets, w)
-		return addWorkload(w)
+		b.daemonSets = append(b.daemonSets, w)
+		return b.addWorkload(o, w)
+	case *corev1.ReplicationController, *batchv1.Job, *batchv1.CronJob:
+		return b.addBatchOrRC(o, typed)
 	case *meshv1alpha1.DataplanePolicy:
 		p, ferrs := policies.Compile(t)
 		if len(ferrs) > 0 {
@@ -238,30 +275,41 @@ func replicas(r *int32) int32 {
 	return *r
 }
 
-// finish adds bare pods, namespaces named only by objects and DaemonSet
+// finish adds the workloads known only by their pods or Jobs, resolves the
+// Rollouts' workloadRefs, adds namespaces named only by objects and DaemonSet
 // replica counts, and sorts the workloads.
-func (inv *Inventory) finish(daemonSets []*WorkloadInfo, pods []*corev1.Pod,
-	podSrc map[*corev1.Pod]Source, seen map[string]Source) {
-	for _, p := range pods {
+func (b *builder) finish() {
+	inv := b.inv
+	for _, j := range b.ownedJobs {
+		if _, ok := b.seen[j.Key()]; !ok {
+			b.seen[j.Key()] = j.Source
+			inv.Workloads = append(inv.Workloads, j)
+		}
+	}
+	b.resolveRollouts()
+	for _, p := range b.pods {
 		var ownerKind, ownerName string
 		if c := metav1.GetControllerOf(p); c != nil {
 			ownerKind, ownerName = c.Kind, c.Name
 		}
+		if cron, ok := b.jobOwner[p.Namespace+"/"+ownerName]; ok && ownerKind == "Job" {
+			ownerKind, ownerName = "CronJob", cron
+		}
 		name := signals.WorkloadName(ownerKind, ownerName, p.Name, p.Labels)
 		key := p.Namespace + "/" + name
-		if _, ok := seen[key]; ok {
+		if _, ok := b.seen[key]; ok {
 			continue // one of a known workload's pods, or another pod of the same owner
 		}
-		seen[key] = podSrc[p]
+		b.seen[key] = b.podSrc[p]
 		kind := "Pod"
 		if ownerKind != "" {
 			kind = ownerKind
 		}
 		inv.Workloads = append(inv.Workloads, &WorkloadInfo{Kind: kind, Namespace: p.Namespace, Name: name, Replicas: 1,
-			Template: corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}, Source: podSrc[p]})
+			Template: corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}, Source: b.podSrc[p]})
 	}
 	if inv.NodeCount > 0 {
-		for _, d := range daemonSets {
+		for _, d := range b.daemonSets {
 			d.Replicas = int32(inv.NodeCount)
 		}
 	}

@@ -23,11 +23,17 @@ type Source struct {
 	Doc int
 	// Line is the 1-based line the document starts on.
 	Line int
+	// Item is the 1-based index of the object in the document's list (kind
+	// List, as `kubectl get -o yaml` writes), 0 when the document is the object.
+	Item int
 }
 
 func (s Source) String() string {
 	if s.File == "" {
 		return "cluster"
+	}
+	if s.Item > 0 {
+		return fmt.Sprintf("%s:%d (document %d, item %d)", s.File, s.Line, s.Doc, s.Item)
 	}
 	return fmt.Sprintf("%s:%d (document %d)", s.File, s.Line, s.Doc)
 }
@@ -205,18 +211,36 @@ func objectsOf(src Source, m map[string]any) ([]Object, error) {
 	if !u.IsList() {
 		return []Object{{Source: src, U: u}}, nil
 	}
+	// A typed list (DeploymentList, as the API's list calls return it) leaves
+	// apiVersion and kind out of its items: they are the list's.
+	itemKind := ""
+	if k := u.GetKind(); k != "List" && strings.HasSuffix(k, "List") {
+		itemKind = strings.TrimSuffix(k, "List")
+	}
 	var objs []Object
 	var errs []error
+	n := 0
 	err := u.EachListItem(func(o runtime.Object) error {
+		n++
+		isrc := src
+		isrc.Item = n
 		item, ok := o.(*unstructured.Unstructured)
 		if !ok {
 			return fmt.Errorf("list item is %T, want an object", o)
 		}
-		if err := checkHeader(src, item); err != nil {
+		if itemKind != "" {
+			if _, set := item.Object["kind"]; !set {
+				item.Object["kind"] = itemKind
+			}
+			if _, set := item.Object["apiVersion"]; !set {
+				item.Object["apiVersion"] = u.GetAPIVersion()
+			}
+		}
+		if err := checkHeader(isrc, item); err != nil {
 			errs = append(errs, err)
 			return nil
 		}
-		objs = append(objs, Object{Source: src, U: item})
+		objs = append(objs, Object{Source: isrc, U: item})
 		return nil
 	})
 	if err != nil {

@@ -171,7 +171,8 @@ func TestBuildRejects(t *testing.T) {
 			"Node x/node-1: field metadata.namespace: Node is cluster-scoped"},
 		{"bad node label", "apiVersion: v1\nkind: Node\nmetadata: {name: node-1, labels: {meshshift.io/ebpf-level: lots}}\n",
 			"Node node-1: field metadata.labels: label meshshift.io/ebpf-level"},
-		{"istio bad enum", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec: {mtls: {mode: SOMETIMES}}\n",
+		{"istio bad enum reported with the fatal ones", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec: {mtls: {mode: SOMETIMES}}\n" +
+			"---\napiVersion: v1\nkind: Node\nmetadata: {name: node-1, namespace: x}\n",
 			`PeerAuthentication default/p: field spec.mtls.mode: invalid value for enum field mode: "SOMETIMES"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

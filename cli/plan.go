@@ -130,7 +130,10 @@ func (inv *Inventory) Input(w *WorkloadInfo, o *Options) policies.Input {
 		ns.Annotations = ann
 	}
 	t := &w.Template
-	ownerKind := map[string]string{"Deployment": "ReplicaSet", "StatefulSet": "StatefulSet", "DaemonSet": "DaemonSet"}[w.Kind]
+	// The pod's controller as the webhook sees it (a Rollout's pods belong to
+	// its ReplicaSets, a CronJob's Job pods are keyed on the CronJob).
+	ownerKind := map[string]string{"Deployment": "ReplicaSet", "StatefulSet": "StatefulSet", "DaemonSet": "DaemonSet",
+		"ReplicationController": "ReplicationController", "Job": "Job", "CronJob": "CronJob", "Rollout": "ReplicaSet"}[w.Kind]
 	ownerName := ""
 	if ownerKind != "" {
 		ownerName = w.Name

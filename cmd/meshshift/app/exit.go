@@ -17,6 +17,10 @@ const (
 	ExitError = 1
 	// ExitBlocked: precheck found a blocker.
 	ExitBlocked = 2
+	// ExitSkipped: plan, explain or precheck ran, but left out objects it
+	// reads and could not decode (listed on stderr as "skipped: ..."); the
+	// answer may miss what those objects would change. ExitBlocked wins.
+	ExitSkipped = 3
 )
 
 // exitError ends the command with a code, after its output was printed.
@@ -33,7 +37,7 @@ func Execute() int {
 }
 
 // Run runs the CLI with args, writing to stdout and stderr, and returns the
-// exit code: ExitOK, ExitError or ExitBlocked.
+// exit code: ExitOK, ExitError, ExitBlocked or ExitSkipped.
 func Run(args []string, stdout, stderr io.Writer) int {
 	cmd := NewRootCommand()
 	// Installed (or linked) as kubectl-meshshift, it is the kubectl plugin

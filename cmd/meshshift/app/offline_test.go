@@ -48,7 +48,7 @@ var offlineCases = []struct {
 	{"bad-unknown-field", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/unknown-field.yaml"}, app.ExitError},
 	{"bad-wrong-type", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/wrong-type.yaml"}, app.ExitError},
 	{"bad-no-name", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/no-name.yaml"}, app.ExitError},
-	{"bad-istio-unknown-field", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/istio-unknown-field.yaml"}, app.ExitError},
+	{"bad-istio-unknown-field", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/istio-unknown-field.yaml"}, app.ExitSkipped},
 	{"bad-policy-cel", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/bad-policy.yaml"}, app.ExitError},
 	{"bad-version", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/bad-version.yaml"}, app.ExitError},
 	{"bad-not-yaml", []string{"precheck", "-f", "cmd/meshshift/app/testdata/bad/not-yaml.yaml"}, app.ExitError},

@@ -122,6 +122,18 @@ func printNotes(w io.Writer, notes []string) {
 	}
 }
 
+// skippedExit prints the objects left out and ends with ExitSkipped when
+// there are any.
+func skippedExit(w io.Writer, inv *cli.Inventory) error {
+	for _, s := range inv.Skipped {
+		_, _ = fmt.Fprintf(w, "skipped: %s\n", s)
+	}
+	if len(inv.Skipped) == 0 {
+		return nil
+	}
+	return &exitError{code: ExitSkipped, msg: fmt.Sprintf("%d object(s) skipped: the answer is made without them", len(inv.Skipped))}
+}
+
 func newPlanCommand() *cobra.Command {
 	s := &sourceOptions{}
 	var waves int
@@ -129,11 +141,17 @@ func newPlanCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan (-f FILE|DIR ... | --cluster)",
 		Short: "Decide every workload's dataplane and propose migration waves",
-		Long: `plan decides, for every Deployment, StatefulSet, DaemonSet and bare Pod, the dataplane
+		Long: `plan decides, for every Deployment, StatefulSet, DaemonSet, ReplicationController, Job,
+CronJob, Argo Rollout and bare Pod, the dataplane
 mode meshshift would give it (policies.Decide, the same function the webhook runs), with
 the rule and the reason, and proposes waves of namespaces: lowest risk first, then most
 sidecar CPU and memory freed. It works offline on manifests (-f) or on a live cluster
-(--cluster). Kinds it does not read are skipped with a note on stderr.
+(--cluster), from files of YAML or JSON documents and from lists (kubectl get -A -o yaml).
+Kinds it does not read are skipped with a note on stderr. A mesh object (Istio, Gateway API,
+Cilium) that cannot be decoded is left out, named with its file, object and field on stderr
+("skipped: ..."), and the rest is planned.
+
+Exit codes: 0 done, 1 error, 3 done but objects were skipped.
 
 -o json and -o yaml print one object per workload (namespace, workload, kind, mode, rule,
 reason, currentMode, wave, ...). --emit-migration NAME prints a MeshMigration running the
@@ -167,9 +185,15 @@ proposed waves instead.`,
 				}
 				delete(u, "status")
 				unstructured.RemoveNestedField(u, "metadata", "creationTimestamp")
-				return cli.PrintData(cmd.OutOrStdout(), yamlUnlessJSON(s.output), u)
+				if err := cli.PrintData(cmd.OutOrStdout(), yamlUnlessJSON(s.output), u); err != nil {
+					return err
+				}
+				return skippedExit(cmd.ErrOrStderr(), inv)
 			}
-			return cli.PrintPlan(cmd.OutOrStdout(), s.output, p)
+			if err := cli.PrintPlan(cmd.OutOrStdout(), s.output, p); err != nil {
+				return err
+			}
+			return skippedExit(cmd.ErrOrStderr(), inv)
 		},
 	}
 	s.bind(cmd.Flags(), "")
@@ -206,7 +230,10 @@ func newExplainCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return cli.PrintExplanation(cmd.OutOrStdout(), s.output, e)
+			if err := cli.PrintExplanation(cmd.OutOrStdout(), s.output, e); err != nil {
+				return err
+			}
+			return skippedExit(cmd.ErrOrStderr(), inv)
 		},
 	}
 	s.bind(cmd.Flags(), "")
@@ -224,7 +251,8 @@ PeerAuthentication DISABLE, WorkloadEntries, a cluster without ztunnel or Cilium
 Gateway API CRDs where a waypoint is needed, and nodes whose kernel or eBPF level (the
 agent's node labels) is too low for Cilium.
 
-Exit codes: 0 no blocker, 1 error, 2 at least one blocker.`,
+Exit codes: 0 no blocker, 1 error, 2 at least one blocker, 3 no blocker but
+objects were skipped (see "skipped:" on stderr).`,
 		Example: `  meshshift precheck -f config/samples/demo
   meshshift precheck --cluster -n shop --target cilium`,
 		Args: cobra.NoArgs,
@@ -238,10 +266,11 @@ Exit codes: 0 no blocker, 1 error, 2 at least one blocker.`,
 			if err := cli.PrintPrecheck(cmd.OutOrStdout(), s.output, r); err != nil {
 				return err
 			}
+			skipped := skippedExit(cmd.ErrOrStderr(), inv)
 			if r.Blockers > 0 {
 				return &exitError{code: ExitBlocked, msg: fmt.Sprintf("precheck found %d blocker(s)", r.Blockers)}
 			}
-			return nil
+			return skipped
 		},
 	}
 	s.bind(cmd.Flags(), string(meshv1alpha1.ModeAmbient))
