@@ -59,15 +59,18 @@ struct cg_stats {
 
 struct sk_state {
 	__u64 req_ts;  /* first byte of the oldest unanswered request, 0 if none */
+	__u64 last_ts; /* first byte of the newest unanswered request */
 	__u32 slot;    /* counters slot of the socket's cgroup */
 	__u8 has_slot;
 	__u8 proto;    /* enum ms_proto + 1; 0 = not classified yet */
 	__u8 role;     /* 0 unknown, 1 server (requests come in), 2 client */
 	__u8 flags;    /* ST_* */
+	__u16 pending; /* HTTP/1.x requests not answered yet */
 };
 
 #define ST_TUNNEL 1 /* the first request was CONNECT */
 #define ST_DONE 2   /* no more HTTP/1.x on this socket (tunnel, 101 upgrade) */
+#define ST_SCAN 4   /* the current request has no body and its header section goes on */
 
 /* Counters live in a per-CPU array indexed by a small slot number; each
  * cgroup gets a slot the first time one of its sockets is seen, and each
@@ -127,7 +130,7 @@ struct {
  * one socket at the same moment may race on its fields; a packet handled
  * while its socket closes on another CPU may write to the freed entry, which
  * the next owner zeroes.) */
-#define CONN_SLOTS 32768 /* power of two; 24 bytes each */
+#define CONN_SLOTS 32768 /* power of two; 40 bytes each */
 
 struct conn {
 	__u64 cookie; /* owner; 0 when free */
@@ -356,53 +359,6 @@ int BPF_PROG(meshshift_rst_tx, const struct sock *sk, const struct sk_buff *skb)
 	return 0;
 }
 
-#define W(a, b, c, d) ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
-
-/* A request line's first four bytes: one of the HTTP/1.x methods. */
-static __always_inline int is_request(const __u8 *p)
-{
-	switch (W(p[0], p[1], p[2], p[3])) {
-	case W('G', 'E', 'T', ' '):
-	case W('P', 'O', 'S', 'T'):
-	case W('P', 'U', 'T', ' '):
-	case W('H', 'E', 'A', 'D'):
-	case W('D', 'E', 'L', 'E'):
-	case W('P', 'A', 'T', 'C'):
-	case W('O', 'P', 'T', 'I'):
-	case W('C', 'O', 'N', 'N'):
-	case W('T', 'R', 'A', 'C'):
-		return 1;
-	}
-	return 0;
-}
-
-static __always_inline __u8 classify(const __u8 *p)
-{
-	if (is_request(p))
-		return PROTO_HTTP1;
-	switch (W(p[0], p[1], p[2], p[3])) {
-	case W('H', 'T', 'T', 'P'):
-		return p[4] == '/' && p[5] == '1' ? PROTO_HTTP1 : PROTO_OTHER;
-	case W('P', 'R', 'I', ' '):
-		return p[4] == '*' && p[5] == ' ' && p[6] == 'H' && p[7] == 'T' ? PROTO_HTTP2 : PROTO_OTHER;
-	}
-	/* TLS handshake record carrying a ClientHello (or ServerHello). */
-	if (p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04 && (p[5] == 0x01 || p[5] == 0x02))
-		return PROTO_TLS;
-	return PROTO_OTHER;
-}
-
-/* "HTTP/1.x NNN": returns the status class 1..5, or 0. */
-static __always_inline int response_class(const __u8 *p)
-{
-	if (W(p[0], p[1], p[2], p[3]) != W('H', 'T', 'T', 'P') || p[4] != '/' || p[5] != '1' || p[8] != ' ')
-		return 0;
-	__u8 c = p[9];
-	if (c < '1' || c > '5')
-		return 0;
-	return c - '0';
-}
-
 #define PEEK 12
 
 /* Now, for HTTP timing. On egress TCP has stamped the segment with the time
@@ -419,6 +375,8 @@ static __always_inline __u64 now_ns(struct __sk_buff *skb, int egress)
 	}
 	return bpf_ktime_get_ns();
 }
+
+#include "http1.h"
 
 static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 {
@@ -488,85 +446,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 	if (st->flags & ST_DONE)
 		return 1;
 
-	/* The role a socket has when this direction carries its requests. */
-	__u8 req_role = egress ? 2 : 1;
-	if (st->role) {
-		if (st->role == req_role) {
-			/* Request direction. HTTP/1.x without pipelining: data after
-			 * the last response starts the next request; data while a
-			 * request is pending continues it. No need to look. */
-			if (st->req_ts)
-				return 1;
-			s->http_requests[req_role - 1]++;
-			st->req_ts = now_ns(skb, egress);
-			return 1;
-		}
-		/* Response direction: only the first segment after a request
-		 * (or after an interim 1xx) carries a status line. */
-		if (!st->req_ts)
-			return 1;
-	}
-
-	__u8 p[PEEK] = {};
-	if (plen >= PEEK) {
-		__u8 *pl = data + off;
-		if ((void *)(pl + PEEK) <= end)
-			__builtin_memcpy(p, pl, PEEK);
-		else if (bpf_skb_load_bytes(skb, off, p, PEEK) < 0)
-			return 1;
-	} else if (!st->proto) {
-		/* Too short to carry a request line or a handshake. */
-		st->proto = PROTO_OTHER + 1;
-		s->proto[PROTO_OTHER]++;
-		return 1;
-	} else {
-		return 1;
-	}
-
-	if (!st->proto) {
-		__u8 c = classify(p);
-		st->proto = c + 1;
-		if (c < PROTOS)
-			s->proto[c]++;
-		if (c != PROTO_HTTP1)
-			return 1;
-	}
-
-	if (!st->role) {
-		/* The first request tells which side of HTTP this socket is. */
-		if (!is_request(p))
-			return 1;
-		st->role = req_role;
-		if (W(p[0], p[1], p[2], p[3]) == W('C', 'O', 'N', 'N'))
-			st->flags |= ST_TUNNEL;
-		s->http_requests[req_role - 1]++;
-		st->req_ts = now_ns(skb, egress);
-		return 1;
-	}
-
-	/* A status line answering the pending request. */
-	int cls = response_class(p);
-	if (!cls)
-		return 1;
-	if (cls == 1) {
-		/* 1xx is interim: the final response follows, except after 101
-		 * Switching Protocols, when HTTP/1.x ends. */
-		if (p[10] == '0' && p[11] == '1')
-			st->flags |= ST_DONE;
-		return 1;
-	}
-	__u32 side = st->role - 1;
-	if (side >= SIDES)
-		return 1;
-	s->http_responses[side][cls - 1]++;
-	__u64 t = now_ns(skb, egress);
-	__u64 d = t > st->req_ts ? t - st->req_ts : 0;
-	st->req_ts = 0;
-	s->http_latency[side][bucket_us(d / 1000)]++;
-	s->http_latency_sum_ns[side] += d;
-	if (st->flags & ST_TUNNEL)
-		st->flags |= ST_DONE; /* a CONNECT tunnel carries other bytes now */
-	return 1;
+	return http1_segment(skb, st, s, off, plen, egress);
 }
 
 SEC("cgroup_skb/ingress")

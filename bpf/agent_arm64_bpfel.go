@@ -39,14 +39,22 @@ type agentConn struct {
 	St     agentSkState
 }
 
+type agentScanBuf struct {
+	_ structs.HostLayout
+	B [16]uint8
+}
+
 type agentSkState struct {
 	_       structs.HostLayout
 	ReqTs   uint64
+	LastTs  uint64
 	Slot    uint32
 	HasSlot uint8
 	Proto   uint8
 	Role    uint8
 	Flags   uint8
+	Pending uint16
+	_       [6]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -56,6 +64,7 @@ const (
 	agentMapConns             = "conns"
 	agentMapCounters          = "counters"
 	agentMapFreeSlots         = "free_slots"
+	agentMapScanBufs          = "scan_bufs"
 	agentMapSkStates          = "sk_states"
 	agentMapSlotAlloc         = "slot_alloc"
 	agentMapSlots             = "slots"
@@ -123,6 +132,7 @@ type agentMapSpecs struct {
 	Conns     *ebpf.MapSpec `ebpf:"conns"`
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
 	FreeSlots *ebpf.MapSpec `ebpf:"free_slots"`
+	ScanBufs  *ebpf.MapSpec `ebpf:"scan_bufs"`
 	SkStates  *ebpf.MapSpec `ebpf:"sk_states"`
 	SlotAlloc *ebpf.MapSpec `ebpf:"slot_alloc"`
 	Slots     *ebpf.MapSpec `ebpf:"slots"`
@@ -158,6 +168,7 @@ type agentMaps struct {
 	Conns     *ebpf.Map `ebpf:"conns"`
 	Counters  *ebpf.Map `ebpf:"counters"`
 	FreeSlots *ebpf.Map `ebpf:"free_slots"`
+	ScanBufs  *ebpf.Map `ebpf:"scan_bufs"`
 	SkStates  *ebpf.Map `ebpf:"sk_states"`
 	SlotAlloc *ebpf.Map `ebpf:"slot_alloc"`
 	Slots     *ebpf.Map `ebpf:"slots"`
@@ -168,6 +179,7 @@ func (m *agentMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.FreeSlots,
+		m.ScanBufs,
 		m.SkStates,
 		m.SlotAlloc,
 		m.Slots,

@@ -9,7 +9,7 @@
 // responses by status class with a latency histogram on the server and the
 // client side; the protocol class of each connection (HTTP/1, HTTP/2 or gRPC
 // preface, TLS, other). The hot path keeps to per-CPU maps, a preallocated
-// per-connection table (32768 entries of 24 bytes, indexed by socket cookie)
+// per-connection table (32768 entries of 40 bytes, indexed by socket cookie)
 // and socket local storage for the sockets the table cannot hold: nothing is
 // sent to user space per packet, and a new connection allocates nothing.
 // HTTP timing reads the clock only on ingress; on egress it takes the time TCP
