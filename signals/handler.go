@@ -2,12 +2,8 @@ package signals
 
 import (
 	"fmt"
+	"sort"
 
-	extensionsv1alpha1 "istio.io/client-go/pkg/apis/extensions/v1alpha1"
-	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	istioscheme "istio.io/client-go/pkg/clientset/versioned/scheme"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -40,20 +36,23 @@ func AddToScheme(s *runtime.Scheme) error {
 }
 
 // WatchedObjects returns one empty object of every type the index reads, for
-// setting up informers: typed Istio, Gateway API and Kubernetes objects, and
-// unstructured Cilium objects with their GroupVersionKind set. A cluster lacks
-// the CRDs of meshes it does not run: skip a type whose informer fails with a
-// no-match error (meta.IsNoMatchError) and watch the rest.
+// setting up informers: typed Kubernetes objects, and unstructured Istio,
+// Gateway API and Cilium objects with their GroupVersionKind set. The mesh
+// objects are listed unstructured and decoded one by one (Upsert): an object
+// the API server accepts but the Go types cannot decode is reported and left
+// out, and the rest of its type is indexed — a typed informer would fail its
+// whole list on it and never sync. A cluster lacks the CRDs of meshes it does
+// not run: skip a type whose informer fails with a no-match error
+// (meta.IsNoMatchError) and watch the rest.
 func WatchedObjects() []runtime.Object {
-	out := []runtime.Object{
-		&networkingv1.VirtualService{}, &networkingv1.DestinationRule{}, &networkingv1alpha3.EnvoyFilter{},
-		&extensionsv1alpha1.WasmPlugin{}, &securityv1.AuthorizationPolicy{}, &securityv1.RequestAuthentication{},
-		&securityv1.PeerAuthentication{}, &telemetryv1.Telemetry{}, &networkingv1.Sidecar{}, &networkingv1.WorkloadEntry{},
-		&gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{},
-		&corev1.Service{}, &appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{},
+	out := []runtime.Object{&corev1.Service{}, &appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}}
+	gvks := make([]schema.GroupVersionKind, 0, len(indexedVersion)+4)
+	for gk, v := range indexedVersion {
+		gvks = append(gvks, gk.WithVersion(v))
 	}
-	for _, gvk := range []schema.GroupVersionKind{CiliumNetworkPolicyGVK, CiliumClusterwideNetworkPolicyGVK,
-		CiliumEnvoyConfigGVK, CiliumClusterwideEnvoyConfigGVK} {
+	sort.Slice(gvks, func(i, j int) bool { return gvks[i].String() < gvks[j].String() })
+	gvks = append(gvks, CiliumNetworkPolicyGVK, CiliumClusterwideNetworkPolicyGVK, CiliumEnvoyConfigGVK, CiliumClusterwideEnvoyConfigGVK)
+	for _, gvk := range gvks {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(gvk)
 		out = append(out, u)
@@ -89,6 +88,9 @@ func (ix *Index) Upsert(obj any) error {
 		}
 		typed, err := typedFor(o)
 		if err != nil {
+			// What cannot be read is not in the index, as istiod leaves it
+			// out too; an earlier readable version of it goes.
+			ix.put(ObjectKey{Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()}, nil)
 			return err
 		}
 		return ix.Upsert(typed)
@@ -121,6 +123,11 @@ func (ix *Index) Delete(obj any) error {
 		return nil
 	case *unstructured.Unstructured:
 		if isCilium(o.GroupVersionKind()) {
+			ix.put(ObjectKey{Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()}, nil)
+			return nil
+		}
+		if _, mesh := indexedVersion[o.GroupVersionKind().GroupKind()]; mesh {
+			// By its key: an object that never decoded is deleted too.
 			ix.put(ObjectKey{Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()}, nil)
 			return nil
 		}
