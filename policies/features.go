@@ -51,7 +51,8 @@ type FeatureRow struct {
 
 // FeatureTable is the mesh-feature table: what each feature needs, from the
 // Istio, Cilium and Linkerd documentation (DESIGN.md). It is the only place this
-// knowledge lives.
+// knowledge lives. Each row's Why states what a move to a mode that does not
+// serve it would lose; the comments name the fact it rests on.
 var FeatureTable = []FeatureRow{
 	{signals.FeatureMTLS, NeedNothing, "mTLS", "ztunnel and Cilium serve mTLS"},
 	{signals.FeatureL4Authz, NeedNothing, "L4 authorization", "ztunnel enforces L4 authorization"},
@@ -63,25 +64,81 @@ var FeatureTable = []FeatureRow{
 	{signals.FeatureFaultInjection, NeedWaypoint, "fault injection", "ztunnel serves L4 only; fault injection needs a waypoint or a sidecar"},
 	{signals.FeatureTrafficSplit, NeedWaypoint, "traffic split", "ztunnel serves L4 only; a traffic split needs a waypoint or a sidecar"},
 	{signals.FeatureTrafficPolicy, NeedWaypoint, "traffic policy", "ztunnel serves L4 only; load balancing and outlier detection need a waypoint or a sidecar"},
-	{signals.FeatureWaypointExtension, NeedWaypoint, "a Wasm extension on the waypoint", "a WasmPlugin attached with targetRefs runs on a waypoint"},
+	// Istio docs "Extend waypoints with Lua scripts" / "... with WebAssembly
+	// plugins": in ambient mode extensions are attached to a waypoint with targetRefs.
+	{signals.FeatureWaypointExtension, NeedWaypoint, "a Wasm or Lua extension on the waypoint",
+		"a WasmPlugin or TrafficExtension attached with targetRefs runs on a waypoint"},
 	{signals.FeatureL7Authz, NeedWaypoint, "L7 authorization", "L7 authorization is enforced by a waypoint or a sidecar"},
+	// istiod never sends a targetRefs policy to ztunnel (convertAuthorizationPolicy
+	// in pilot/pkg/serviceregistry/ambient/authorization.go).
+	{signals.FeatureWaypointAuthz, NeedWaypoint, "authorization on the waypoint",
+		"a policy attached with targetRefs is enforced by a waypoint, never by ztunnel"},
 	{signals.FeatureRequestAuthn, NeedWaypoint, "JWT authentication", "RequestAuthentication is enforced by a waypoint or a sidecar"},
-	{signals.FeatureHTTPTelemetry, NeedWaypoint, "HTTP telemetry", "HTTP telemetry needs a waypoint or a sidecar"},
+	// The Telemetry API configures Envoy proxies; ztunnel keeps its own TCP
+	// metrics and connection logs (Istio docs, "Use Layer 4 ... ztunnel").
+	{signals.FeatureHTTPTelemetry, NeedWaypoint, "HTTP telemetry (access logs, HTTP metrics or tracing)",
+		"ztunnel logs and measures connections only; HTTP access logs, HTTP metrics and tracing need a waypoint or a sidecar"},
 
 	{signals.FeatureCiliumL7Policy, NeedCilium, "Cilium L7 policy", "Cilium's HTTP policy is not compatible with Istio mTLS (STRICT or PERMISSIVE)"},
 	{signals.FeatureCiliumEnvoyConfig, NeedCilium, "Cilium Envoy listeners", "Cilium's Envoy cannot read traffic Istio's mTLS encrypted"},
 
 	{signals.FeatureEnvoyFilter, NeedSidecar, "Envoy configuration patches", "EnvoyFilter is not supported on waypoints"},
 	{signals.FeatureWasmPlugin, NeedSidecar, "a Wasm extension", "a selector-attached WasmPlugin runs only in a sidecar"},
-	{signals.FeaturePeerAuthDisable, NeedSidecar, "plaintext (mTLS DISABLE)", "mTLS mode DISABLE is not supported in ambient"},
+	// Istio docs "Extend waypoints with Lua scripts": in ambient mode a
+	// TrafficExtension must be attached to a waypoint with targetRefs;
+	// waypoints never use selectors (pilot/pkg/model/policyattachment.go).
+	{signals.FeatureTrafficExtension, NeedSidecar, "a Wasm or Lua extension",
+		"a TrafficExtension attached by selector runs only in a sidecar; sidecarless it would silently stop running (attach it to a waypoint with targetRefs to move)"},
+	// istio#48105: a Sidecar resource has no effect on ambient workloads.
+	{signals.FeatureSidecarResource, NeedSidecar, "Sidecar proxy settings (inbound connection pool, egress proxy or listener ports)",
+		"a Sidecar resource has no effect on ambient workloads (istio#48105): these settings would silently vanish"},
+	{signals.FeatureSidecarEgressLockdown, NeedSidecar, "egress lock-down (outboundTrafficPolicy REGISTRY_ONLY)",
+		"a Sidecar resource has no effect on ambient workloads (istio#48105): the egress lock-down REGISTRY_ONLY would silently vanish and calls to hosts outside the service registry would go out"},
+	{signals.FeatureSidecarEgressHosts, NeedSidecar, "egress host scoping (Sidecar egress hosts)",
+		"a Sidecar resource has no effect on ambient workloads (istio#48105): its egress host list would silently vanish and every service of the mesh would be in scope"},
+	{signals.FeatureSidecarIngress, NeedSidecar, "Sidecar ingress listeners",
+		"a Sidecar resource has no effect on ambient workloads (istio#48105): its ingress listeners (ports, default endpoints, TLS the sidecar terminates) would silently vanish"},
+	// istiod omits HTTP attributes from what it sends ztunnel; a DENY rule left
+	// without L4 fields never fires (istio#61126, fixed status in istio#61166).
+	{signals.FeatureL7DenyIgnored, NeedSidecar, "an L7 DENY rule",
+		"ztunnel cannot match L7 attributes and skips a selector-attached DENY rule that matches only on them, so without a sidecar it would deny nothing: what it denies now would be allowed (istio#61126); attach it to a waypoint with targetRefs to move"},
+	// convertAuthorizationPolicy: "ztunnel does not support the AUDIT/CUSTOM action".
+	{signals.FeatureAuditSelector, NeedSidecar, "request auditing (AUDIT)",
+		"ztunnel does not support the AUDIT action and ignores the policy: the requests it marks would no longer be audited; attach it to a waypoint with targetRefs to move"},
+	{signals.FeatureExtAuthzSelector, NeedSidecar, "external authorization (CUSTOM)",
+		"ztunnel does not support the CUSTOM action and ignores the policy: the external authorizer would never be asked, so what it denies would be allowed; attach it to a waypoint with targetRefs to move"},
+	// These annotations configure the sidecar's traffic capture (istio.io/api
+	// annotation package); ambient captures all of a pod's traffic and reads
+	// none of them. Moving would silently change which traffic is meshed, so a
+	// person decides: the sidecar stays until the annotations are removed.
+	{signals.FeatureCaptureAnnotations, NeedSidecar, "sidecar traffic capture settings",
+		"ambient has no per-port or per-range capture settings: the traffic these annotations keep out of the mesh would go through ztunnel " +
+			"(plaintext callers of excluded inbound ports are refused under STRICT mTLS) and what they leave uncaptured would be captured; remove them to move"},
+	// PeerAuthentication reference: in ambient mode DISABLE is not supported;
+	// ztunnel's HBONE always uses mTLS, so DISABLE is handled as PERMISSIVE.
+	{signals.FeaturePeerAuthDisable, NeedSidecar, "plaintext (mTLS DISABLE)",
+		"ambient does not support mTLS mode DISABLE and treats it as PERMISSIVE: ztunnel would still use mTLS between meshed workloads"},
 	{signals.FeatureWorkloadEntry, NeedSidecar, "a VM endpoint", "VM workloads (WorkloadEntry) are not supported in ambient"},
 	{signals.FeatureSpireCA, NeedSidecar, "SPIRE CA", "SPIRE as the mesh CA is not supported in ambient"},
 
+	// istiod drops an ALLOW rule with HTTP attributes from what it sends
+	// ztunnel ("rules matching HTTP attributes are omitted", handleRule).
 	{signals.FeatureL7AuthzSelector, NeedBlock, "selector-based L7 authorization",
 		"ztunnel cannot evaluate L7 rules and enforces a selector-attached L7 AuthorizationPolicy as DENY-all; attach it to a waypoint with targetRefs first"},
+	{signals.FeatureL7AllowNarrowed, NeedBlock, "selector-based L7 authorization",
+		"ztunnel drops the rules with L7 attributes from a selector-attached ALLOW policy, so it would deny what they allow and allow only what its L4 rules allow; attach it to a waypoint with targetRefs first"},
+	// A DENY rule whose clauses keep L4 fields is enforced on them alone ("This
+	// will be more restrictive than requested", istiod's status for it).
+	{signals.FeatureL7DenyBroadened, NeedBlock, "an L7 DENY rule with L4 attributes",
+		"ztunnel enforces a selector-attached DENY rule without its L7 attributes, so it would deny every request its L4 attributes match, whatever the method, path or header; attach it to a waypoint with targetRefs first"},
 
-	// Ignored without a sidecar: served by nothing else, needed by nothing.
-	{signals.FeatureSidecarResource, NeedNothing, "sidecar scoping", "a Sidecar resource only configures sidecars and is ignored sidecarless"},
+	// proxy.istio.io/config sets the sidecar Envoy's own settings (concurrency,
+	// drain and start-up behaviour, tracing sampling, proxy metadata): without
+	// a sidecar there is nothing for them to configure, and none of them
+	// decides which traffic is meshed or allowed. So it needs nothing; the
+	// warning below says it is dropped.
+	{signals.FeatureProxyConfigAnnotation, NeedNothing, "sidecar proxy settings (proxy.istio.io/config)",
+		"proxy.istio.io/config configures only the sidecar's Envoy; sidecarless nothing reads it and its settings are dropped"},
 }
 
 var featureRows = func() map[signals.Feature]*FeatureRow {
@@ -119,8 +176,26 @@ func (n Need) Serves(m v1alpha1.Mode) bool {
 // needs is the strongest ref per need found among a workload's features.
 type needs struct {
 	waypoint, cilium, sidecar, block *signals.FeatureRef
-	ignoredSidecarless               *signals.FeatureRef
 	unknown                          *signals.FeatureRef
+}
+
+// droppedSidecarless lists the features that need nothing but are dropped
+// when the workload runs without a sidecar: Decide warns about them.
+var droppedSidecarless = map[signals.Feature]bool{signals.FeatureProxyConfigAnnotation: true}
+
+// sidecarlessWarnings says which of a workload's features a sidecarless
+// mode m drops without needing anything (droppedSidecarless).
+func sidecarlessWarnings(fs signals.Features, m v1alpha1.Mode) []string {
+	if !m.Sidecarless() {
+		return nil
+	}
+	var out []string
+	for i := range fs {
+		if droppedSidecarless[fs[i].Feature] {
+			out = append(out, featureReason(&fs[i]))
+		}
+	}
+	return out
 }
 
 func collectNeeds(fs signals.Features, spire bool, spireRef *signals.FeatureRef) needs {
@@ -150,10 +225,6 @@ func collectNeeds(fs signals.Features, spire bool, spireRef *signals.FeatureRef)
 		case NeedBlock:
 			if n.block == nil {
 				n.block = r
-			}
-		case NeedNothing:
-			if r.Feature == signals.FeatureSidecarResource && n.ignoredSidecarless == nil {
-				n.ignoredSidecarless = r
 			}
 		}
 	}

@@ -37,34 +37,68 @@ func TestFeatureTable(t *testing.T) {
 		return want{kind, v1alpha1.ModeCilium, RuleFeatureCilium,
 			"needs cilium: " + kind + " shop/obj selects this workload for " + what + "; " + why + " (policy-default chose ambient)"}
 	}
+	blk := func(kind, what, why string) want {
+		return want{kind, v1alpha1.ModeSidecar, RuleDenyAllTrap, "keeps sidecar: " + kind + " shop/obj selects this workload for " + what + "; " + why}
+	}
+	const sidecarGone = "a Sidecar resource has no effect on ambient workloads (istio#48105): "
 	cases := map[signals.Feature]want{
-		signals.FeatureMTLS:            {"PeerAuthentication", v1alpha1.ModeAmbient, RuleDefault, dflt},
-		signals.FeatureL4Authz:         {"AuthorizationPolicy", v1alpha1.ModeAmbient, RuleDefault, dflt},
-		signals.FeatureTCPTelemetry:    {"Telemetry", v1alpha1.ModeAmbient, RuleDefault, dflt},
-		signals.FeatureSidecarResource: {"Sidecar", v1alpha1.ModeAmbient, RuleDefault, dflt},
-		signals.FeatureHTTPRouting:     wp("VirtualService", "HTTP routing", "ztunnel serves L4 only; HTTP routing needs a waypoint or a sidecar"),
-		signals.FeatureRetries:         wp("VirtualService", "HTTP retries", "ztunnel serves L4 only; retries need a waypoint or a sidecar"),
-		signals.FeatureTimeouts:        wp("HTTPRoute", "HTTP timeouts", "ztunnel serves L4 only; timeouts need a waypoint or a sidecar"),
-		signals.FeatureFaultInjection:  wp("VirtualService", "fault injection", "ztunnel serves L4 only; fault injection needs a waypoint or a sidecar"),
-		signals.FeatureTrafficSplit:    wp("HTTPRoute", "traffic split", "ztunnel serves L4 only; a traffic split needs a waypoint or a sidecar"),
-		signals.FeatureTrafficPolicy:   wp("DestinationRule", "traffic policy", "ztunnel serves L4 only; load balancing and outlier detection need a waypoint or a sidecar"),
-		signals.FeatureWaypointExtension: wp("WasmPlugin", "a Wasm extension on the waypoint",
-			"a WasmPlugin attached with targetRefs runs on a waypoint"),
-		signals.FeatureL7Authz:       wp("AuthorizationPolicy", "L7 authorization", "L7 authorization is enforced by a waypoint or a sidecar"),
-		signals.FeatureRequestAuthn:  wp("RequestAuthentication", "JWT authentication", "RequestAuthentication is enforced by a waypoint or a sidecar"),
-		signals.FeatureHTTPTelemetry: wp("Telemetry", "HTTP telemetry", "HTTP telemetry needs a waypoint or a sidecar"),
+		signals.FeatureMTLS:                  {"PeerAuthentication", v1alpha1.ModeAmbient, RuleDefault, dflt},
+		signals.FeatureL4Authz:               {"AuthorizationPolicy", v1alpha1.ModeAmbient, RuleDefault, dflt},
+		signals.FeatureTCPTelemetry:          {"Telemetry", v1alpha1.ModeAmbient, RuleDefault, dflt},
+		signals.FeatureProxyConfigAnnotation: {signals.KindPodAnnotations, v1alpha1.ModeAmbient, RuleDefault, dflt},
+		signals.FeatureHTTPRouting:           wp("VirtualService", "HTTP routing", "ztunnel serves L4 only; HTTP routing needs a waypoint or a sidecar"),
+		signals.FeatureRetries:               wp("VirtualService", "HTTP retries", "ztunnel serves L4 only; retries need a waypoint or a sidecar"),
+		signals.FeatureTimeouts:              wp("HTTPRoute", "HTTP timeouts", "ztunnel serves L4 only; timeouts need a waypoint or a sidecar"),
+		signals.FeatureFaultInjection:        wp("VirtualService", "fault injection", "ztunnel serves L4 only; fault injection needs a waypoint or a sidecar"),
+		signals.FeatureTrafficSplit:          wp("HTTPRoute", "traffic split", "ztunnel serves L4 only; a traffic split needs a waypoint or a sidecar"),
+		signals.FeatureTrafficPolicy:         wp("DestinationRule", "traffic policy", "ztunnel serves L4 only; load balancing and outlier detection need a waypoint or a sidecar"),
+		signals.FeatureWaypointExtension: wp("TrafficExtension", "a Wasm or Lua extension on the waypoint",
+			"a WasmPlugin or TrafficExtension attached with targetRefs runs on a waypoint"),
+		signals.FeatureL7Authz: wp("AuthorizationPolicy", "L7 authorization", "L7 authorization is enforced by a waypoint or a sidecar"),
+		signals.FeatureWaypointAuthz: wp("AuthorizationPolicy", "authorization on the waypoint",
+			"a policy attached with targetRefs is enforced by a waypoint, never by ztunnel"),
+		signals.FeatureRequestAuthn: wp("RequestAuthentication", "JWT authentication", "RequestAuthentication is enforced by a waypoint or a sidecar"),
+		signals.FeatureHTTPTelemetry: wp("Telemetry", "HTTP telemetry (access logs, HTTP metrics or tracing)",
+			"ztunnel logs and measures connections only; HTTP access logs, HTTP metrics and tracing need a waypoint or a sidecar"),
 		signals.FeatureCiliumL7Policy: cil("CiliumNetworkPolicy", "Cilium L7 policy",
 			"Cilium's HTTP policy is not compatible with Istio mTLS (STRICT or PERMISSIVE)"),
 		signals.FeatureCiliumEnvoyConfig: cil("CiliumEnvoyConfig", "Cilium Envoy listeners", "Cilium's Envoy cannot read traffic Istio's mTLS encrypted"),
 		signals.FeatureEnvoyFilter:       sc("EnvoyFilter", "Envoy configuration patches", "EnvoyFilter is not supported on waypoints"),
 		signals.FeatureWasmPlugin:        sc("WasmPlugin", "a Wasm extension", "a selector-attached WasmPlugin runs only in a sidecar"),
-		signals.FeaturePeerAuthDisable:   sc("PeerAuthentication", "plaintext (mTLS DISABLE)", "mTLS mode DISABLE is not supported in ambient"),
-		signals.FeatureWorkloadEntry:     sc("WorkloadEntry", "a VM endpoint", "VM workloads (WorkloadEntry) are not supported in ambient"),
+		signals.FeatureTrafficExtension: sc("TrafficExtension", "a Wasm or Lua extension",
+			"a TrafficExtension attached by selector runs only in a sidecar; sidecarless it would silently stop running (attach it to a waypoint with targetRefs to move)"),
+		signals.FeatureSidecarResource: sc("Sidecar", "Sidecar proxy settings (inbound connection pool, egress proxy or listener ports)",
+			sidecarGone+"these settings would silently vanish"),
+		signals.FeatureSidecarEgressLockdown: sc("Sidecar", "egress lock-down (outboundTrafficPolicy REGISTRY_ONLY)",
+			sidecarGone+"the egress lock-down REGISTRY_ONLY would silently vanish and calls to hosts outside the service registry would go out"),
+		signals.FeatureSidecarEgressHosts: sc("Sidecar", "egress host scoping (Sidecar egress hosts)",
+			sidecarGone+"its egress host list would silently vanish and every service of the mesh would be in scope"),
+		signals.FeatureSidecarIngress: sc("Sidecar", "Sidecar ingress listeners",
+			sidecarGone+"its ingress listeners (ports, default endpoints, TLS the sidecar terminates) would silently vanish"),
+		signals.FeatureL7DenyIgnored: sc("AuthorizationPolicy", "an L7 DENY rule",
+			"ztunnel cannot match L7 attributes and skips a selector-attached DENY rule that matches only on them, so without a sidecar it would deny nothing: "+
+				"what it denies now would be allowed (istio#61126); attach it to a waypoint with targetRefs to move"),
+		signals.FeatureAuditSelector: sc("AuthorizationPolicy", "request auditing (AUDIT)",
+			"ztunnel does not support the AUDIT action and ignores the policy: the requests it marks would no longer be audited; attach it to a waypoint with targetRefs to move"),
+		signals.FeatureExtAuthzSelector: sc("AuthorizationPolicy", "external authorization (CUSTOM)",
+			"ztunnel does not support the CUSTOM action and ignores the policy: the external authorizer would never be asked, so what it denies would be allowed; "+
+				"attach it to a waypoint with targetRefs to move"),
+		signals.FeatureCaptureAnnotations: sc(signals.KindPodAnnotations, "sidecar traffic capture settings",
+			"ambient has no per-port or per-range capture settings: the traffic these annotations keep out of the mesh would go through ztunnel "+
+				"(plaintext callers of excluded inbound ports are refused under STRICT mTLS) and what they leave uncaptured would be captured; remove them to move"),
+		signals.FeaturePeerAuthDisable: sc("PeerAuthentication", "plaintext (mTLS DISABLE)",
+			"ambient does not support mTLS mode DISABLE and treats it as PERMISSIVE: ztunnel would still use mTLS between meshed workloads"),
+		signals.FeatureWorkloadEntry: sc("WorkloadEntry", "a VM endpoint", "VM workloads (WorkloadEntry) are not supported in ambient"),
 		signals.FeatureSpireCA: {"", v1alpha1.ModeSidecar, RuleFeatureSidecar,
 			"keeps sidecar: the mesh uses SPIRE as its CA; SPIRE as the mesh CA is not supported in ambient"},
-		signals.FeatureL7AuthzSelector: {"AuthorizationPolicy", v1alpha1.ModeSidecar, RuleDenyAllTrap,
-			"keeps sidecar: AuthorizationPolicy shop/obj selects this workload for selector-based L7 authorization; " +
-				"ztunnel cannot evaluate L7 rules and enforces a selector-attached L7 AuthorizationPolicy as DENY-all; attach it to a waypoint with targetRefs first"},
+		signals.FeatureL7AuthzSelector: blk("AuthorizationPolicy", "selector-based L7 authorization",
+			"ztunnel cannot evaluate L7 rules and enforces a selector-attached L7 AuthorizationPolicy as DENY-all; attach it to a waypoint with targetRefs first"),
+		signals.FeatureL7AllowNarrowed: blk("AuthorizationPolicy", "selector-based L7 authorization",
+			"ztunnel drops the rules with L7 attributes from a selector-attached ALLOW policy, so it would deny what they allow and allow only what its L4 rules allow; "+
+				"attach it to a waypoint with targetRefs first"),
+		signals.FeatureL7DenyBroadened: blk("AuthorizationPolicy", "an L7 DENY rule with L4 attributes",
+			"ztunnel enforces a selector-attached DENY rule without its L7 attributes, so it would deny every request its L4 attributes match, "+
+				"whatever the method, path or header; attach it to a waypoint with targetRefs first"),
 	}
 	if len(FeatureTable) != len(signals.AllFeatures) {
 		t.Errorf("feature table has %d rows, signals defines %d features", len(FeatureTable), len(signals.AllFeatures))
@@ -101,11 +135,11 @@ func TestFeatureTable(t *testing.T) {
 			if diff := cmp.Diff(istioLabels(w.mode, waypoint), d.Labels); diff != "" {
 				t.Errorf("labels (-want +got):\n%s", diff)
 			}
-			if row.Feature == signals.FeatureSidecarResource {
-				wantWarn := "Sidecar shop/obj selects this workload for sidecar scoping; a Sidecar resource only configures sidecars and is ignored sidecarless"
-				if len(d.Warnings) != 1 || d.Warnings[0] != wantWarn {
-					t.Errorf("warnings %q, want [%q]", d.Warnings, wantWarn)
-				}
+			// What a sidecarless mode drops without needing anything is a
+			// warning (sidecarlessWarnings), not a need.
+			warn := sidecarlessWarnings(in.Features, d.Mode)
+			if droppedSidecarless[row.Feature] != (len(warn) == 1) {
+				t.Errorf("sidecarless warnings %q for a feature dropped sidecarless: %v", warn, droppedSidecarless[row.Feature])
 			}
 		})
 	}

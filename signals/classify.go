@@ -23,6 +23,7 @@ const (
 	KindDestinationRule       = "DestinationRule"
 	KindEnvoyFilter           = "EnvoyFilter"
 	KindWasmPlugin            = "WasmPlugin"
+	KindTrafficExtension      = "TrafficExtension"
 	KindAuthorizationPolicy   = "AuthorizationPolicy"
 	KindRequestAuthentication = "RequestAuthentication"
 	KindPeerAuthentication    = "PeerAuthentication"
@@ -41,11 +42,29 @@ func keyOf(kind string, m metav1.Object) ObjectKey {
 	return ObjectKey{Kind: kind, Namespace: m.GetNamespace(), Name: m.GetName()}
 }
 
-// selectorEntry is an entry selecting pods by labels in ns (mesh-wide in the
-// root namespace, as Istio does).
+// selectorEntry is an entry selecting pods by labels in ns; in the root
+// namespace it is mesh-wide, with or without a selector. So istiod attaches
+// AuthorizationPolicy, RequestAuthentication, EnvoyFilter, WasmPlugin and
+// TrafficExtension: it looks a workload's policies up in its own namespace and
+// in the root namespace, then matches the selector (pilot/pkg/model
+// policyattachment.go, authorization.go ListAuthorizationPolicies,
+// push_context.go EnvoyFilters and TrafficExtensionsByListenerInfo; Istio's
+// "Use Layer 4 security policy" page: a policy in the root namespace targets
+// all namespaces).
 func (ix *Index) selectorEntry(key ObjectKey, sel map[string]string, features ...Feature) *entry {
 	return &entry{key: key, features: features, scope: scopePods, ns: key.Namespace,
 		meshWide: key.Namespace == ix.root, selector: cloneMap(sel)}
+}
+
+// scopedEntry is an entry for the kinds whose root-namespace objects are
+// mesh-wide only without a selector: a root-namespace Telemetry or Sidecar
+// with a selector selects only workloads of the root namespace (istiod reads
+// selector Telemetry only from the workload's namespace, telemetry.go
+// applicableTelemetries; the mesh-wide Sidecar is the root namespace's one
+// without workloadSelector, push_context.go initSidecarScopes).
+func (ix *Index) scopedEntry(key ObjectKey, sel map[string]string, features ...Feature) *entry {
+	return &entry{key: key, features: features, scope: scopePods, ns: key.Namespace,
+		meshWide: key.Namespace == ix.root && len(sel) == 0, selector: cloneMap(sel)}
 }
 
 // targetRefsEntry is an entry for Istio targetRefs: Services in the object's
@@ -58,10 +77,13 @@ func (ix *Index) targetRefsEntry(key ObjectKey, refs []*typeapi.PolicyTargetRefe
 		if r == nil {
 			continue
 		}
-		ns := key.Namespace
-		if r.Namespace != "" {
-			ns = r.Namespace
+		// A policy attaches only to targets in its own namespace: istiod
+		// skips a targetRef naming another namespace ("it will never match
+		// anything", pilot/pkg/model/policyattachment.go ShouldAttachPolicy).
+		if r.Namespace != "" && r.Namespace != key.Namespace {
+			continue
 		}
+		ns := key.Namespace
 		switch {
 		case r.Kind == "Service" && (r.Group == "" || r.Group == "core"):
 			e.services = append(e.services, ObjectKey{Kind: "Service", Namespace: ns, Name: r.Name})
@@ -138,6 +160,20 @@ func (ix *Index) entryFor(obj any) (ObjectKey, *entry, error) {
 			return k, e, nil
 		}
 		return k, ix.selectorEntry(k, selLabels(o.Spec.Selector), FeatureWasmPlugin), nil
+	case *extensionsv1alpha1.TrafficExtension:
+		// In ambient mode a TrafficExtension must be attached to a waypoint
+		// with targetRefs (Istio docs, "Extend waypoints with Lua scripts");
+		// waypoints never use selectors (policyattachment.go), so one attached
+		// by selector runs only in sidecars and gateways.
+		k := keyOf(KindTrafficExtension, o)
+		if len(o.Spec.TargetRefs) > 0 {
+			e, ok := ix.targetRefsEntry(k, o.Spec.TargetRefs, FeatureWaypointExtension)
+			if !ok {
+				e = nil
+			}
+			return k, e, nil
+		}
+		return k, ix.selectorEntry(k, selLabels(o.Spec.Selector), FeatureTrafficExtension), nil
 	case *securityv1.AuthorizationPolicy:
 		k := keyOf(KindAuthorizationPolicy, o)
 		return k, ix.authorizationPolicyEntry(k, &o.Spec), nil
@@ -153,11 +189,7 @@ func (ix *Index) entryFor(obj any) (ObjectKey, *entry, error) {
 		return k, ix.selectorEntry(k, selLabels(o.Spec.Selector), FeatureRequestAuthn), nil
 	case *securityv1.PeerAuthentication:
 		k := keyOf(KindPeerAuthentication, o)
-		f := FeatureMTLS
-		if peerAuthDisables(&o.Spec) {
-			f = FeaturePeerAuthDisable
-		}
-		return k, ix.selectorEntry(k, selLabels(o.Spec.Selector), f), nil
+		return k, ix.peerAuthenticationEntry(k, o), nil
 	case *telemetryv1.Telemetry:
 		k := keyOf(KindTelemetry, o)
 		f := telemetryFeature(o)
@@ -168,14 +200,10 @@ func (ix *Index) entryFor(obj any) (ObjectKey, *entry, error) {
 			}
 			return k, e, nil
 		}
-		return k, ix.selectorEntry(k, selLabels(o.Spec.Selector), f), nil
+		return k, ix.scopedEntry(k, selLabels(o.Spec.Selector), f), nil
 	case *networkingv1.Sidecar:
 		k := keyOf(KindSidecar, o)
-		var sel map[string]string
-		if o.Spec.WorkloadSelector != nil {
-			sel = o.Spec.WorkloadSelector.Labels
-		}
-		return k, ix.selectorEntry(k, sel, FeatureSidecarResource), nil
+		return k, ix.sidecarEntry(k, o), nil
 	case *networkingv1.WorkloadEntry:
 		k := keyOf(KindWorkloadEntry, o)
 		if len(o.Spec.Labels) == 0 {
@@ -282,48 +310,152 @@ func (ix *Index) envoyFilterEntry(k ObjectKey, s *networkingapi.EnvoyFilter) *en
 	return ix.selectorEntry(k, sel, FeatureEnvoyFilter)
 }
 
-// l4WhenKeys are the AuthorizationPolicy condition keys ztunnel evaluates.
+// l4WhenKeys are the AuthorizationPolicy condition keys ztunnel evaluates;
+// istiod treats every other key as an HTTP attribute (l4WhenAttributes in
+// pilot/pkg/serviceregistry/ambient/authorization.go; Istio's "Use Layer 4
+// security policy" page lists the same attributes).
 var l4WhenKeys = map[string]bool{
 	"source.ip": true, "source.namespace": true, "source.principal": true,
-	"destination.ip": true, "destination.port": true, "source.serviceAccount": true,
+	"destination.ip": true, "destination.port": true,
 }
 
-// authorizationPolicyL7 reports whether a policy uses anything ztunnel cannot
-// evaluate: HTTP attributes, request principals, remote IPs, CUSTOM action.
-func authorizationPolicyL7(s *securityapi.AuthorizationPolicy) bool {
-	if s.Action == securityapi.AuthorizationPolicy_CUSTOM {
-		return true
+// ruleL7 reports whether a rule uses an attribute ztunnel cannot match: hosts,
+// methods, paths (and their negations), request principals, remote IP blocks,
+// or a condition key outside l4WhenKeys (httpOperations, httpSources and
+// handleRule in istiod's ambient/authorization.go).
+func ruleL7(r *securityapi.Rule) bool {
+	for _, f := range r.From {
+		if src := f.GetSource(); src != nil && (len(src.RequestPrincipals) > 0 || len(src.NotRequestPrincipals) > 0 ||
+			len(src.RemoteIpBlocks) > 0 || len(src.NotRemoteIpBlocks) > 0) {
+			return true
+		}
 	}
-	for _, r := range s.Rules {
-		if r == nil {
-			continue
+	for _, t := range r.To {
+		if op := t.GetOperation(); op != nil && (len(op.Hosts) > 0 || len(op.NotHosts) > 0 || len(op.Methods) > 0 ||
+			len(op.NotMethods) > 0 || len(op.Paths) > 0 || len(op.NotPaths) > 0) {
+			return true
 		}
-		for _, f := range r.From {
-			if src := f.GetSource(); src != nil && (len(src.RequestPrincipals) > 0 || len(src.NotRequestPrincipals) > 0 ||
-				len(src.RemoteIpBlocks) > 0 || len(src.NotRemoteIpBlocks) > 0) {
-				return true
-			}
-		}
-		for _, t := range r.To {
-			if op := t.GetOperation(); op != nil && (len(op.Hosts) > 0 || len(op.NotHosts) > 0 || len(op.Methods) > 0 ||
-				len(op.NotMethods) > 0 || len(op.Paths) > 0 || len(op.NotPaths) > 0) {
-				return true
-			}
-		}
-		for _, c := range r.When {
-			if c != nil && !l4WhenKeys[c.Key] {
-				return true
-			}
+	}
+	for _, c := range r.When {
+		if c != nil && !l4WhenKeys[c.Key] {
+			return true
 		}
 	}
 	return false
 }
 
+// ruleMatchesAtZtunnel reports whether what is left of a DENY rule once istiod
+// omits its HTTP attributes can still match at ztunnel. istiod sends each
+// clause (to, from, one per condition) as a list of matches holding only the
+// L4 fields; ztunnel skips empty matches, so a clause with no L4 field never
+// matches and the rule never fires (hasEffectiveRules in istiod's
+// ambient/authorization.go; istio#61126).
+func ruleMatchesAtZtunnel(r *securityapi.Rule) bool {
+	if len(r.To) > 0 {
+		ok := false
+		for _, t := range r.To {
+			if op := t.GetOperation(); op != nil && (len(op.Ports) > 0 || len(op.NotPorts) > 0) {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(r.From) > 0 {
+		ok := false
+		for _, f := range r.From {
+			if src := f.GetSource(); src != nil && (len(src.IpBlocks) > 0 || len(src.NotIpBlocks) > 0 ||
+				len(src.Namespaces) > 0 || len(src.NotNamespaces) > 0 || len(src.Principals) > 0 ||
+				len(src.NotPrincipals) > 0 || len(src.ServiceAccounts) > 0 || len(src.NotServiceAccounts) > 0) {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, c := range r.When {
+		if c == nil || !l4WhenKeys[c.Key] || len(c.Values)+len(c.NotValues) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// authorizationPolicyL7 reports whether a policy uses anything ztunnel cannot
+// evaluate: an HTTP attribute in any rule, or the CUSTOM or AUDIT action.
+func authorizationPolicyL7(s *securityapi.AuthorizationPolicy) bool {
+	if s.Action == securityapi.AuthorizationPolicy_CUSTOM || s.Action == securityapi.AuthorizationPolicy_AUDIT {
+		return true
+	}
+	for _, r := range s.Rules {
+		if r != nil && ruleL7(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// ztunnelAuthzFeatures says what becomes of a policy attached by selector (or
+// namespace/mesh-wide) when ztunnel enforces it instead of a sidecar, as
+// istiod translates it (convertAuthorizationPolicy and handleRule in
+// pilot/pkg/serviceregistry/ambient/authorization.go):
+//   - CUSTOM and AUDIT: ztunnel does not support the action; the policy is
+//     not sent at all.
+//   - ALLOW: a rule with an HTTP attribute is dropped, so what it allowed is
+//     denied: DENY-all when every rule has one (Istio's
+//     status message "rules matching HTTP attributes are omitted").
+//   - DENY: a rule with an HTTP attribute is enforced without it. Where no L4
+//     field is left in one of its clauses it never fires: the rule denies
+//     nothing (istio#61126). Where L4 fields are left it denies everything
+//     they match, whatever the method, path or header.
+func ztunnelAuthzFeatures(s *securityapi.AuthorizationPolicy) []Feature {
+	switch s.Action {
+	case securityapi.AuthorizationPolicy_CUSTOM:
+		return []Feature{FeatureExtAuthzSelector}
+	case securityapi.AuthorizationPolicy_AUDIT:
+		return []Feature{FeatureAuditSelector}
+	}
+	var l7, l4Only, ignored, broadened bool
+	for _, r := range s.Rules {
+		if r == nil || !ruleL7(r) {
+			l4Only = true
+			continue
+		}
+		l7 = true
+		if ruleMatchesAtZtunnel(r) {
+			broadened = true
+		} else {
+			ignored = true
+		}
+	}
+	switch {
+	case !l7:
+		return []Feature{FeatureL4Authz}
+	case s.Action == securityapi.AuthorizationPolicy_ALLOW && l4Only:
+		return []Feature{FeatureL7AllowNarrowed}
+	case s.Action == securityapi.AuthorizationPolicy_ALLOW:
+		return []Feature{FeatureL7AuthzSelector}
+	}
+	var out []Feature
+	if ignored {
+		out = append(out, FeatureL7DenyIgnored)
+	}
+	if broadened {
+		out = append(out, FeatureL7DenyBroadened)
+	}
+	return out
+}
+
+// authorizationPolicyEntry: attached with targetRefs a policy is enforced by
+// a waypoint and never sent to ztunnel (convertAuthorizationPolicy: "TargetRef
+// is not intended for ztunnel"); attached by selector, namespace- or
+// mesh-wide, ztunnel enforces what it can of it (ztunnelAuthzFeatures).
 func (ix *Index) authorizationPolicyEntry(k ObjectKey, s *securityapi.AuthorizationPolicy) *entry {
-	l7 := authorizationPolicyL7(s)
 	if refs := allTargetRefs(s.TargetRef, s.TargetRefs); len(refs) > 0 {
-		f := FeatureL4Authz
-		if l7 {
+		f := FeatureWaypointAuthz
+		if authorizationPolicyL7(s) {
 			f = FeatureL7Authz
 		}
 		e, ok := ix.targetRefsEntry(k, refs, f)
@@ -332,33 +464,115 @@ func (ix *Index) authorizationPolicyEntry(k ObjectKey, s *securityapi.Authorizat
 		}
 		return e
 	}
-	f := FeatureL4Authz
-	if l7 {
-		f = FeatureL7AuthzSelector
-	}
-	return ix.selectorEntry(k, selLabels(s.Selector), f)
+	return ix.selectorEntry(k, selLabels(s.Selector), ztunnelAuthzFeatures(s)...)
 }
 
-func peerAuthDisables(s *securityapi.PeerAuthentication) bool {
-	if s.Mtls != nil && s.Mtls.Mode == securityapi.PeerAuthentication_MutualTLS_DISABLE {
-		return true
+// peerAuthenticationEntry files a PeerAuthentication with its mTLS modes; the
+// index resolves which one applies (resolvePeerAuth). A root-namespace
+// PeerAuthentication with a selector is ignored by Istio (PeerAuthentication
+// reference: "policies with workload selectors are ignored when deployed in
+// the root namespace"; ComposePeerAuthentication in
+// pilot/pkg/security/authn/policy_applier.go).
+func (ix *Index) peerAuthenticationEntry(k ObjectKey, o *securityv1.PeerAuthentication) *entry {
+	sel := selLabels(o.Spec.Selector)
+	if k.Namespace == ix.root && len(sel) > 0 {
+		return nil
 	}
-	for _, p := range s.PortLevelMtls {
-		if p != nil && p.Mode == securityapi.PeerAuthentication_MutualTLS_DISABLE {
-			return true
+	e := ix.scopedEntry(k, sel, FeatureMTLS)
+	e.prec = precPeerAuth
+	e.created = o.CreationTimestamp.Time
+	e.level = levelOf(k.Namespace == ix.root, len(sel) > 0)
+	if m := o.Spec.Mtls; m != nil {
+		e.mode = m.Mode
+	}
+	if len(sel) > 0 { // port-level modes count only on a workload-level policy
+		for _, p := range o.Spec.PortLevelMtls {
+			if p != nil && p.Mode == securityapi.PeerAuthentication_MutualTLS_DISABLE {
+				e.portDisable = true
+			}
 		}
 	}
-	return false
+	return e
 }
 
-// telemetryFeature: tracing or HTTP metric overrides need L7 data; metrics on
-// TCP only and access logging are served by ztunnel.
+// sidecarFeatures says what a Sidecar resource configures. A Sidecar has no
+// effect on ambient workloads (istio#48105; ztunnel and waypoints do not read
+// it), so each is lost by a move. A Sidecar that sets nothing beyond Istio's
+// defaults gives none, but still overrides a wider one (sidecarEntry).
+func sidecarFeatures(s *networkingapi.Sidecar) []Feature {
+	var out []Feature
+	other := s.InboundConnectionPool != nil
+	// REGISTRY_ONLY is the mode's zero value: an outboundTrafficPolicy
+	// without a mode locks egress too.
+	if p := s.OutboundTrafficPolicy; p != nil {
+		if p.Mode == networkingapi.OutboundTrafficPolicy_REGISTRY_ONLY {
+			out = append(out, FeatureSidecarEgressLockdown)
+		}
+		other = other || p.EgressProxy != nil
+	}
+	hosts := false
+	for _, l := range s.Egress {
+		if l == nil {
+			continue
+		}
+		for _, h := range l.Hosts {
+			hosts = hosts || h != "*/*"
+		}
+		other = other || l.Port != nil || l.Bind != "" || l.CaptureMode != networkingapi.CaptureMode_DEFAULT
+	}
+	if hosts {
+		out = append(out, FeatureSidecarEgressHosts)
+	}
+	if len(s.Ingress) > 0 {
+		out = append(out, FeatureSidecarIngress)
+	}
+	if other {
+		out = append(out, FeatureSidecarResource)
+	}
+	return out
+}
+
+// sidecarEntry files a Sidecar; one Sidecar applies to a workload: the oldest
+// of its namespace whose workloadSelector matches, else its namespace's one
+// without selector, else the root namespace's one without selector
+// (doGetSidecarScope and initSidecarScopes in pilot/pkg/model/push_context.go).
+func (ix *Index) sidecarEntry(k ObjectKey, o *networkingv1.Sidecar) *entry {
+	var sel map[string]string
+	if o.Spec.WorkloadSelector != nil {
+		sel = o.Spec.WorkloadSelector.Labels
+	}
+	e := ix.scopedEntry(k, sel, sidecarFeatures(&o.Spec)...)
+	// Only the root namespace's Sidecar without workloadSelector is the mesh's
+	// default; one with an empty selector still selects only its namespace.
+	e.meshWide = k.Namespace == ix.root && o.Spec.WorkloadSelector == nil
+	e.prec = precSidecar
+	e.created = o.CreationTimestamp.Time
+	e.level = levelOf(k.Namespace == ix.root && len(sel) == 0, o.Spec.WorkloadSelector != nil)
+	return e
+}
+
+// telemetryFeature: what a Telemetry resource asks of the workload's proxy.
+// The Telemetry API configures Envoy proxies (sidecars, gateways, waypoints);
+// ztunnel reports its own TCP metrics and connection logs whatever it says.
+// Tracing, access logging (a sidecar logs every HTTP request) and overrides
+// of HTTP metrics need HTTP data only a waypoint or a sidecar has; overrides of
+// TCP metrics, and switching logging, tracing or metrics off, need nothing.
 func telemetryFeature(t *telemetryv1.Telemetry) Feature {
-	if len(t.Spec.Tracing) > 0 {
-		return FeatureHTTPTelemetry
+	for _, tr := range t.Spec.Tracing {
+		if tr != nil && !tr.GetDisableSpanReporting().GetValue() {
+			return FeatureHTTPTelemetry
+		}
+	}
+	for _, l := range t.Spec.AccessLogging {
+		if l != nil && !l.GetDisabled().GetValue() {
+			return FeatureHTTPTelemetry
+		}
 	}
 	for _, m := range t.Spec.Metrics {
 		for _, o := range m.GetOverrides() {
+			if o.GetDisabled().GetValue() {
+				continue
+			}
 			sel := o.GetMatch()
 			if sel == nil {
 				return FeatureHTTPTelemetry // all metrics, HTTP ones included

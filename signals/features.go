@@ -17,7 +17,8 @@ const (
 	// FeatureL4Authz: an AuthorizationPolicy whose rules use only L4 attributes
 	// (ports, IP blocks, principals, namespaces).
 	FeatureL4Authz Feature = "l4-authz"
-	// FeatureTCPTelemetry: a Telemetry resource with metrics or access logging only.
+	// FeatureTCPTelemetry: a Telemetry resource whose overrides touch only TCP
+	// metrics (or that only disables access logging or tracing).
 	FeatureTCPTelemetry Feature = "tcp-telemetry"
 
 	// FeatureHTTPRouting: HTTP routing rules (VirtualService http routes,
@@ -35,28 +36,75 @@ const (
 	// FeatureTrafficPolicy: DestinationRule traffic policy a waypoint applies in
 	// ambient (load balancing, outlier detection, HTTP connection pool, subsets).
 	FeatureTrafficPolicy Feature = "traffic-policy"
-	// FeatureWaypointExtension: a WasmPlugin attached with targetRefs (runs on
-	// the waypoint).
+	// FeatureWaypointExtension: a WasmPlugin or TrafficExtension attached with
+	// targetRefs (runs on the waypoint).
 	FeatureWaypointExtension Feature = "waypoint-extension"
 	// FeatureL7Authz: an AuthorizationPolicy with L7 attributes (methods, paths,
-	// headers, request principals) attached with targetRefs.
+	// headers, request principals), or a CUSTOM or AUDIT one, attached with
+	// targetRefs.
 	FeatureL7Authz Feature = "l7-authz"
 	// FeatureRequestAuthn: a RequestAuthentication (JWT).
 	FeatureRequestAuthn Feature = "request-authn"
-	// FeatureHTTPTelemetry: a Telemetry resource with tracing (HTTP-level data).
+	// FeatureHTTPTelemetry: a Telemetry resource with tracing, access logging
+	// or HTTP metric overrides (HTTP-level data only an Envoy proxy produces).
 	FeatureHTTPTelemetry Feature = "http-telemetry"
 
 	// FeatureEnvoyFilter: an EnvoyFilter (not supported on waypoints).
 	FeatureEnvoyFilter Feature = "envoy-filter"
 	// FeatureWasmPlugin: a WasmPlugin selecting the workload by selector.
 	FeatureWasmPlugin Feature = "wasm-plugin"
-	// FeatureSidecarResource: an Istio Sidecar resource (meaningful only to sidecars).
+	// FeatureSidecarResource: an Istio Sidecar resource whose settings are
+	// other than those below (inbound connection pool, egress proxy, egress
+	// listener ports or capture modes). Sidecars read it; ambient workloads do not.
 	FeatureSidecarResource Feature = "sidecar-resource"
+	// FeatureSidecarEgressLockdown: a Sidecar resource with
+	// outboundTrafficPolicy mode REGISTRY_ONLY (egress locked to known hosts).
+	FeatureSidecarEgressLockdown Feature = "sidecar-egress-lockdown"
+	// FeatureSidecarEgressHosts: a Sidecar resource whose egress listeners
+	// narrow the hosts the workload's proxy knows (anything but "*/*").
+	FeatureSidecarEgressHosts Feature = "sidecar-egress-hosts"
+	// FeatureSidecarIngress: a Sidecar resource with ingress listeners (ports,
+	// default endpoints, TLS the sidecar terminates).
+	FeatureSidecarIngress Feature = "sidecar-ingress"
+	// FeatureTrafficExtension: a TrafficExtension (Istio 1.30, Wasm or Lua)
+	// selecting the workload by selector. Attached with targetRefs it is
+	// FeatureWaypointExtension.
+	FeatureTrafficExtension Feature = "traffic-extension"
+	// FeatureCaptureAnnotations: pod-template annotations
+	// traffic.sidecar.istio.io/* that change which traffic the sidecar
+	// captures (AnnotationFeatures).
+	FeatureCaptureAnnotations Feature = "sidecar-capture-annotations"
+	// FeatureProxyConfigAnnotation: the pod-template annotation
+	// proxy.istio.io/config (the sidecar proxy's own settings).
+	FeatureProxyConfigAnnotation Feature = "proxy-config-annotation"
 
-	// FeatureL7AuthzSelector: an AuthorizationPolicy with L7 attributes that
-	// selects pods with a label selector instead of targetRefs. ztunnel cannot
-	// evaluate L7 rules and enforces such a policy as DENY-all.
+	// FeatureL7AuthzSelector: an ALLOW AuthorizationPolicy every rule of which
+	// uses L7 attributes, attached by a label selector (or namespace/mesh-wide)
+	// instead of targetRefs. ztunnel drops every rule and enforces it as
+	// DENY-all.
 	FeatureL7AuthzSelector Feature = "l7-authz-selector"
+	// FeatureL7AllowNarrowed: an ALLOW AuthorizationPolicy attached by
+	// selector (or namespace/mesh-wide) with some rules using L7 attributes and
+	// some not: ztunnel drops the former and allows only what the latter allow.
+	FeatureL7AllowNarrowed Feature = "l7-allow-narrowed"
+	// FeatureL7DenyIgnored: a DENY AuthorizationPolicy attached by selector (or
+	// namespace/mesh-wide) with a rule that matches only L7 attributes. ztunnel
+	// skips such a rule: under ambient it denies nothing (istio#61126).
+	FeatureL7DenyIgnored Feature = "l7-deny-ignored"
+	// FeatureL7DenyBroadened: a DENY AuthorizationPolicy attached by selector
+	// (or namespace/mesh-wide) whose rules mix L4 and L7 attributes. ztunnel
+	// enforces the L4 part alone, denying every request that part matches.
+	FeatureL7DenyBroadened Feature = "l7-deny-broadened"
+	// FeatureAuditSelector: an AUDIT AuthorizationPolicy attached by selector
+	// (or namespace/mesh-wide); ztunnel ignores the AUDIT action.
+	FeatureAuditSelector Feature = "audit-authz-selector"
+	// FeatureExtAuthzSelector: a CUSTOM (ext_authz) AuthorizationPolicy
+	// attached by selector (or namespace/mesh-wide); ztunnel ignores the CUSTOM
+	// action.
+	FeatureExtAuthzSelector Feature = "ext-authz-selector"
+	// FeatureWaypointAuthz: an AuthorizationPolicy with L4 attributes only,
+	// attached with targetRefs: a waypoint enforces it, ztunnel does not.
+	FeatureWaypointAuthz Feature = "waypoint-authz"
 	// FeaturePeerAuthDisable: a PeerAuthentication with mode DISABLE (port-level
 	// or workload-level); an ambient hard blocker.
 	FeaturePeerAuthDisable Feature = "peer-auth-disable"
@@ -79,10 +127,15 @@ const (
 var AllFeatures = []Feature{
 	FeatureMTLS, FeatureL4Authz, FeatureTCPTelemetry,
 	FeatureHTTPRouting, FeatureRetries, FeatureTimeouts, FeatureFaultInjection, FeatureTrafficSplit,
-	FeatureTrafficPolicy, FeatureWaypointExtension, FeatureL7Authz, FeatureRequestAuthn, FeatureHTTPTelemetry,
-	FeatureEnvoyFilter, FeatureWasmPlugin, FeatureSidecarResource,
-	FeatureL7AuthzSelector, FeaturePeerAuthDisable, FeatureWorkloadEntry, FeatureSpireCA,
+	FeatureTrafficPolicy, FeatureWaypointExtension, FeatureL7Authz, FeatureWaypointAuthz, FeatureRequestAuthn,
+	FeatureHTTPTelemetry,
 	FeatureCiliumL7Policy, FeatureCiliumEnvoyConfig,
+	FeatureEnvoyFilter, FeatureWasmPlugin, FeatureTrafficExtension,
+	FeatureSidecarResource, FeatureSidecarEgressLockdown, FeatureSidecarEgressHosts, FeatureSidecarIngress,
+	FeatureL7DenyIgnored, FeatureAuditSelector, FeatureExtAuthzSelector, FeatureCaptureAnnotations,
+	FeaturePeerAuthDisable, FeatureWorkloadEntry, FeatureSpireCA,
+	FeatureL7AuthzSelector, FeatureL7AllowNarrowed, FeatureL7DenyBroadened,
+	FeatureProxyConfigAnnotation,
 }
 
 // FeatureRef says that one object gives a workload one feature.

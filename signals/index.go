@@ -3,7 +3,9 @@ package signals
 import (
 	"slices"
 	"sync"
+	"time"
 
+	securityapi "istio.io/api/security/v1beta1"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -58,6 +60,42 @@ type entry struct {
 	svcEveryone bool        // every service of every namespace
 	// scopeWorkloadEntry:
 	weLabels map[string]string
+	// Kinds of which one object per level applies (precNone for the others):
+	prec    precKind
+	level   uint8     // levelMesh, levelNamespace or levelWorkload
+	created time.Time // the oldest of one level wins, as in istiod
+	// precPeerAuth:
+	mode        securityapi.PeerAuthentication_MutualTLS_Mode
+	portDisable bool // a port-level DISABLE (workload level only)
+}
+
+// precKind names the kinds whose objects override each other by scope.
+type precKind uint8
+
+const (
+	precNone precKind = iota
+	// precSidecar: the one most specific Sidecar applies.
+	precSidecar
+	// precPeerAuth: mesh, namespace and workload PeerAuthentication inherit
+	// from each other (an UNSET mode inherits the wider one).
+	precPeerAuth
+)
+
+// Scope levels of a precedence kind, widest first.
+const (
+	levelMesh uint8 = iota + 1
+	levelNamespace
+	levelWorkload
+)
+
+func levelOf(mesh, selector bool) uint8 {
+	switch {
+	case selector:
+		return levelWorkload
+	case mesh:
+		return levelMesh
+	}
+	return levelNamespace
 }
 
 func (e *entry) matchesPod(podLabels map[string]string) bool {
@@ -176,7 +214,9 @@ func (ix *Index) put(key ObjectKey, e *entry) {
 		ix.unfile(old)
 		delete(ix.entries, key)
 	}
-	if e != nil && len(e.features) > 0 {
+	// A precedence kind is kept without features: it still overrides a
+	// wider object of its kind (an empty Sidecar hides the mesh-wide one).
+	if e != nil && (len(e.features) > 0 || e.prec != precNone) {
 		ix.entries[key] = e
 		ix.file(e)
 	}
@@ -364,35 +404,116 @@ func appendEntry(dst Features, e *entry) Features {
 	return dst
 }
 
+// selected gathers the pod-selecting entries that select one pod: entries of
+// a precedence kind wait in prec for resolvePrec, the others go to dst.
+type selected struct {
+	dst   Features
+	prec  [8]*entry
+	n     int
+	extra []*entry
+}
+
+func (s *selected) add(e *entry) {
+	if e.prec == precNone {
+		s.dst = appendEntry(s.dst, e)
+		return
+	}
+	if s.n < len(s.prec) {
+		s.prec[s.n] = e
+		s.n++
+		return
+	}
+	s.extra = append(s.extra, e)
+}
+
+// older reports whether a wins over b among objects of one level: the older,
+// then the smaller name (istiod sorts by creation time, then name).
+func older(a, b *entry) bool {
+	if !a.created.Equal(b.created) {
+		return a.created.Before(b.created)
+	}
+	if a.key.Namespace != b.key.Namespace {
+		return a.key.Namespace < b.key.Namespace
+	}
+	return a.key.Name < b.key.Name
+}
+
+// resolvePrec appends the features of the precedence entries that apply.
+func (s *selected) resolvePrec() {
+	if s.n == 0 {
+		return
+	}
+	all := append(s.prec[:s.n:s.n], s.extra...)
+	// winners per kind and level: [kind][level]
+	var win [3][levelWorkload + 1]*entry
+	for _, e := range all {
+		if w := win[e.prec][e.level]; w == nil || older(e, w) {
+			win[e.prec][e.level] = e
+		}
+	}
+	// Sidecar: only the most specific applies.
+	for l := levelWorkload; l >= levelMesh; l-- {
+		if e := win[precSidecar][l]; e != nil {
+			s.dst = appendEntry(s.dst, e)
+			break
+		}
+	}
+	// PeerAuthentication: the widest to the narrowest, a set mode overrides.
+	var from *entry
+	for l := levelMesh; l <= levelWorkload; l++ {
+		if e := win[precPeerAuth][l]; e != nil && e.mode != securityapi.PeerAuthentication_MutualTLS_UNSET {
+			from = e
+		}
+	}
+	for l := levelMesh; l <= levelWorkload; l++ {
+		e := win[precPeerAuth][l]
+		if e == nil {
+			continue
+		}
+		f := FeatureMTLS
+		if (e == from && e.mode == securityapi.PeerAuthentication_MutualTLS_DISABLE) || e.portDisable {
+			f = FeaturePeerAuthDisable
+		}
+		s.dst = append(s.dst, FeatureRef{Feature: f, Kind: e.key.Kind, Namespace: e.key.Namespace, Name: e.key.Name})
+	}
+}
+
 func (ix *Index) appendLocked(dst Features, ns string, podLabels map[string]string) Features {
+	sel := selected{dst: dst}
+	ix.selectLocked(&sel, ns, podLabels)
+	sel.resolvePrec()
+	return sel.dst
+}
+
+func (ix *Index) selectLocked(sel *selected, ns string, podLabels map[string]string) {
 	nb := ix.buckets[ns]
 	mb := ix.mesh
 	if nb != nil {
 		for _, e := range nb.all {
-			dst = appendEntry(dst, e)
+			sel.add(e)
 		}
 		for _, e := range nb.exprsOnly {
 			if e.matchesPod(podLabels) {
-				dst = appendEntry(dst, e)
+				sel.add(e)
 			}
 		}
 	}
 	for _, e := range mb.all {
-		dst = appendEntry(dst, e)
+		sel.add(e)
 	}
 	for _, e := range mb.exprsOnly {
 		if e.matchesPod(podLabels) {
-			dst = appendEntry(dst, e)
+			sel.add(e)
 		}
 	}
 	// One pass over the pod's labels: entries filed under each label in the
 	// namespace and mesh-wide, and the namespace's Services selecting the pod.
-	selected := false
+	inService := false
 	for k, v := range podLabels {
 		lp := labelPair{k, v}
 		for _, e := range mb.byLabel[lp] {
 			if e.matchesPod(podLabels) {
-				dst = appendEntry(dst, e)
+				sel.add(e)
 			}
 		}
 		if nb == nil {
@@ -400,33 +521,32 @@ func (ix *Index) appendLocked(dst Features, ns string, podLabels map[string]stri
 		}
 		for _, e := range nb.byLabel[lp] {
 			if e.matchesPod(podLabels) {
-				dst = appendEntry(dst, e)
+				sel.add(e)
 			}
 		}
 		for _, s := range nb.svcByLabel[lp] {
 			if !s.matches(podLabels) {
 				continue
 			}
-			selected = true
+			inService = true
 			for _, e := range nb.svcAttached[s.key.Name] {
-				dst = appendEntry(dst, e)
+				sel.dst = appendEntry(sel.dst, e)
 			}
 			for _, e := range nb.wEntries {
 				if s.matches(e.weLabels) {
-					dst = appendEntry(dst, e)
+					sel.dst = appendEntry(sel.dst, e)
 				}
 			}
 		}
 	}
-	if selected {
+	if inService {
 		for _, e := range nb.svcAll {
-			dst = appendEntry(dst, e)
+			sel.dst = appendEntry(sel.dst, e)
 		}
 		for _, e := range mb.svcAll {
-			dst = appendEntry(dst, e)
+			sel.dst = appendEntry(sel.dst, e)
 		}
 	}
-	return dst
 }
 
 // SelectedBy returns the recorded workloads (UpsertWorkload) that an object
