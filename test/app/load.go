@@ -59,6 +59,7 @@ func load(args []string) error {
 	targets := fs.String("targets", "", "comma-separated URLs to send GET requests to")
 	rps := fs.Float64("rps", 20, "requests per second to each target")
 	listen := fs.String("listen", ":8081", "address to serve /counts, /pause and /resume on")
+	newConn := fs.Bool("new-conn", false, "open a new TCP connection for every request (no keep-alive), so TCP SLIs have a sample and a Service spreads requests over its pods")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,7 +79,7 @@ func load(args []string) error {
 	for _, u := range urls {
 		l.counts[u] = &Counts{PerPod: map[string]*PodCt{}}
 	}
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4, DisableKeepAlives: *newConn}}
 	for _, u := range urls {
 		go func() {
 			tick := time.NewTicker(time.Duration(float64(time.Second) / *rps))
