@@ -1,8 +1,10 @@
 //go:build ignore
 
-// meshshift node agent: per-cgroup TCP and HTTP/1.x counters.
+// meshshift node agent: per-cgroup TCP and HTTP/1.x counters; HTTP/2 frame
+// following (http2.h).
 //
-// Hot path rules: no ring buffer, no per-packet user-space traffic. All
+// Hot path rules: no per-packet user-space traffic; the one ring buffer
+// (h2_events) carries only the header frames of HTTP/2 connections. All
 // counters live in a per-CPU array indexed by a per-cgroup slot; the
 // per-connection state (protocol class, pending HTTP request) lives in a
 // preallocated table indexed by the socket cookie (conns, below) or, for
@@ -258,6 +260,28 @@ static __always_inline __u64 sk_cgid(const struct sock *sk)
 	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 }
 
+#define PEEK 12
+
+/* Now, for HTTP timing. On egress TCP has stamped the segment with the time
+ * it transmitted it (tcp_clock_cache, refreshed in tcp_write_xmit; the
+ * earliest departure time when pacing): the same clock as bpf_ktime_get_ns,
+ * read for free. The clock read is the fallback (ingress, and a segment
+ * without a stamp). */
+static __always_inline __u64 now_ns(struct __sk_buff *skb, int egress)
+{
+	if (egress) {
+		__u64 t = skb->tstamp;
+		if (t)
+			return t;
+	}
+	return bpf_ktime_get_ns();
+}
+
+#define W(a, b, c, d) ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
+
+#include "http2.h"
+#include "http1.h"
+
 SEC("sockops")
 int meshshift_sockops(struct bpf_sock_ops *skops)
 {
@@ -302,6 +326,8 @@ int meshshift_sockops(struct bpf_sock_ops *skops)
 	int has_slot = st && st->has_slot;
 	if (has_slot)
 		slot = st->slot;
+	if (st && op == BPF_SOCK_OPS_STATE_CB && st->proto == PROTO_HTTP2 + 1)
+		h2_close(bpf_get_socket_cookie(skops));
 	if (c && op == BPF_SOCK_OPS_STATE_CB)
 		conn_free(c);
 	if (!has_slot) {
@@ -359,24 +385,6 @@ int BPF_PROG(meshshift_rst_tx, const struct sock *sk, const struct sk_buff *skb)
 	return 0;
 }
 
-#define PEEK 12
-
-/* Now, for HTTP timing. On egress TCP has stamped the segment with the time
- * it transmitted it (tcp_clock_cache, refreshed in tcp_write_xmit; the
- * earliest departure time when pacing): the same clock as bpf_ktime_get_ns,
- * read for free. The clock read is the fallback (ingress, and a segment
- * without a stamp). */
-static __always_inline __u64 now_ns(struct __sk_buff *skb, int egress)
-{
-	if (egress) {
-		__u64 t = skb->tstamp;
-		if (t)
-			return t;
-	}
-	return bpf_ktime_get_ns();
-}
-
-#include "http1.h"
 
 static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 {
@@ -441,12 +449,13 @@ static __always_inline int handle_skb(struct __sk_buff *skb, int egress)
 		s->bytes_sent += plen;
 	else
 		s->bytes_received += plen;
+	if (st->proto == PROTO_HTTP2 + 1)
+		return h2_segment(skb, st, cookie, off, plen, bpf_ntohl(th->seq), egress);
 	if (st->proto && st->proto != PROTO_HTTP1 + 1)
 		return 1;
 	if (st->flags & ST_DONE)
 		return 1;
-
-	return http1_segment(skb, st, s, off, plen, egress);
+	return http1_segment(skb, st, s, off, plen, egress, cookie, bpf_ntohl(th->seq));
 }
 
 SEC("cgroup_skb/ingress")

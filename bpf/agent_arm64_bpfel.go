@@ -39,6 +39,42 @@ type agentConn struct {
 	St     agentSkState
 }
 
+type agentH2Conn struct {
+	_ structs.HostLayout
+	D [2]struct {
+		_       structs.HostLayout
+		NextSeq uint32
+		Left    uint32
+		Hdr     [9]uint8
+		Have    uint8
+		Copy    uint8
+		First   uint8
+		Started uint8
+		Preface uint8
+		Pad     [2]uint8
+	}
+	Cgid uint64
+	Role uint8
+	Lost uint8
+	Told uint8
+	Pad  [5]uint8
+}
+
+type agentH2Event struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Cgid   uint64
+	Ts     uint64
+	Len    uint16
+	Kind   uint8
+	Dir    uint8
+	Side   uint8
+	Hdr    [9]uint8
+	First  uint8
+	Lost   uint8
+	Data   [4096]uint8
+}
+
 type agentScanBuf struct {
 	_ structs.HostLayout
 	B [16]uint8
@@ -64,6 +100,9 @@ const (
 	agentMapConns             = "conns"
 	agentMapCounters          = "counters"
 	agentMapFreeSlots         = "free_slots"
+	agentMapH2Conns           = "h2_conns"
+	agentMapH2Events          = "h2_events"
+	agentMapH2Scratch         = "h2_scratch"
 	agentMapScanBufs          = "scan_bufs"
 	agentMapSkStates          = "sk_states"
 	agentMapSlotAlloc         = "slot_alloc"
@@ -73,6 +112,7 @@ const (
 	agentProgMeshshiftRstRx   = "meshshift_rst_rx"
 	agentProgMeshshiftRstTx   = "meshshift_rst_tx"
 	agentProgMeshshiftSockops = "meshshift_sockops"
+	agentVarH2WakeBytes       = "h2_wake_bytes"
 	agentVarMaxSlots          = "max_slots"
 )
 
@@ -132,6 +172,9 @@ type agentMapSpecs struct {
 	Conns     *ebpf.MapSpec `ebpf:"conns"`
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
 	FreeSlots *ebpf.MapSpec `ebpf:"free_slots"`
+	H2Conns   *ebpf.MapSpec `ebpf:"h2_conns"`
+	H2Events  *ebpf.MapSpec `ebpf:"h2_events"`
+	H2Scratch *ebpf.MapSpec `ebpf:"h2_scratch"`
 	ScanBufs  *ebpf.MapSpec `ebpf:"scan_bufs"`
 	SkStates  *ebpf.MapSpec `ebpf:"sk_states"`
 	SlotAlloc *ebpf.MapSpec `ebpf:"slot_alloc"`
@@ -142,7 +185,8 @@ type agentMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type agentVariableSpecs struct {
-	MaxSlots *ebpf.VariableSpec `ebpf:"max_slots"`
+	H2WakeBytes *ebpf.VariableSpec `ebpf:"h2_wake_bytes"`
+	MaxSlots    *ebpf.VariableSpec `ebpf:"max_slots"`
 }
 
 // agentObjects contains all objects after they have been loaded into the kernel.
@@ -168,6 +212,9 @@ type agentMaps struct {
 	Conns     *ebpf.Map `ebpf:"conns"`
 	Counters  *ebpf.Map `ebpf:"counters"`
 	FreeSlots *ebpf.Map `ebpf:"free_slots"`
+	H2Conns   *ebpf.Map `ebpf:"h2_conns"`
+	H2Events  *ebpf.Map `ebpf:"h2_events"`
+	H2Scratch *ebpf.Map `ebpf:"h2_scratch"`
 	ScanBufs  *ebpf.Map `ebpf:"scan_bufs"`
 	SkStates  *ebpf.Map `ebpf:"sk_states"`
 	SlotAlloc *ebpf.Map `ebpf:"slot_alloc"`
@@ -179,6 +226,9 @@ func (m *agentMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.FreeSlots,
+		m.H2Conns,
+		m.H2Events,
+		m.H2Scratch,
 		m.ScanBufs,
 		m.SkStates,
 		m.SlotAlloc,
@@ -190,7 +240,8 @@ func (m *agentMaps) Close() error {
 //
 // It can be passed to loadAgentObjects or ebpf.CollectionSpec.LoadAndAssign.
 type agentVariables struct {
-	MaxSlots *ebpf.Variable `ebpf:"max_slots"`
+	H2WakeBytes *ebpf.Variable `ebpf:"h2_wake_bytes"`
+	MaxSlots    *ebpf.Variable `ebpf:"max_slots"`
 }
 
 // agentPrograms contains all programs after they have been loaded into the kernel.

@@ -13,8 +13,6 @@
  * for the third and later of requests pipelined over several segments the
  * start is the newest request's (the answered one's own start is not kept). */
 
-#define W(a, b, c, d) ((__u32)(a) | ((__u32)(b) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
-
 /* A request line's first four bytes: one of the HTTP/1.x methods. */
 static __always_inline int is_request(const __u8 *p)
 {
@@ -54,6 +52,9 @@ static __always_inline __u8 classify(const __u8 *p)
 	case W('P', 'R', 'I', ' '):
 		return p[4] == '*' && p[5] == ' ' && p[6] == 'H' && p[7] == 'T' ? PROTO_HTTP2 : PROTO_OTHER;
 	}
+	/* A server's SETTINGS sent before the client's preface arrived. */
+	if (h2_settings_first(p))
+		return PROTO_HTTP2;
 	/* TLS handshake record carrying a ClientHello (or ServerHello). */
 	if (p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04 && (p[5] == 0x01 || p[5] == 0x02))
 		return PROTO_TLS;
@@ -216,7 +217,7 @@ static __always_inline void h1_scan(struct __sk_buff *skb, struct sk_state *st, 
 /* What the start of a segment says; returns where the rest of the segment
  * is to be scanned from (-1: not at all). */
 static __always_inline int http1_heads(struct __sk_buff *skb, struct sk_state *st, struct cg_stats *s,
-				       __u32 off, __u32 plen, int egress, __u64 now)
+				       __u32 off, __u32 plen, int egress, __u64 now, __u64 cookie, __u32 seq)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -259,6 +260,8 @@ static __always_inline int http1_heads(struct __sk_buff *skb, struct sk_state *s
 		st->proto = c + 1;
 		if (c < PROTOS)
 			s->proto[c]++;
+		if (c == PROTO_HTTP2)
+			h2_start(skb, st, cookie, off, plen, seq, egress, p);
 		if (c != PROTO_HTTP1)
 			return -1;
 	}
@@ -296,10 +299,10 @@ static __always_inline int http1_heads(struct __sk_buff *skb, struct sk_state *s
 /* HTTP/1.x on one payload segment of a connection classified HTTP/1 or not
  * classified yet. */
 static __always_inline int http1_segment(struct __sk_buff *skb, struct sk_state *st, struct cg_stats *s,
-					 __u32 off, __u32 plen, int egress)
+					 __u32 off, __u32 plen, int egress, __u64 cookie, __u32 seq)
 {
 	__u64 now = now_ns(skb, egress);
-	int from = http1_heads(skb, st, s, off, plen, egress, now);
+	int from = http1_heads(skb, st, s, off, plen, egress, now, cookie, seq);
 	if (from >= 0)
 		h1_scan(skb, st, s, off, plen, from, now, st->role != (egress ? 2 : 1));
 	return 1;

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 )
 
 // HistBuckets is the number of buckets of every kernel histogram. Bucket i
@@ -40,11 +42,19 @@ const (
 // ProtoNames names the protocol classes in index order.
 var ProtoNames = [4]string{"other", "http1", "http2", "tls"}
 
-// Stats are the counters of one cgroup, summed over CPUs.
-type Stats agentCgStats
+// KernelStats are the counters the kernel keeps for one cgroup.
+type KernelStats agentCgStats
+
+// Stats are the figures of one cgroup: the kernel's counters summed over
+// CPUs, and the HTTP/2 and gRPC figures made in user space.
+type Stats struct {
+	KernelStats
+	L7 L7Stats
+}
 
 // Add adds o's counters to s.
 func (s *Stats) Add(o *Stats) {
+	s.L7.Add(&o.L7)
 	s.ConnActiveOpened += o.ConnActiveOpened
 	s.ConnPassiveOpened += o.ConnPassiveOpened
 	s.ConnFailed += o.ConnFailed
@@ -91,6 +101,7 @@ func BucketUpperMicros(i int) uint64 { return uint64(1) << (i + 1) }
 type Objects struct {
 	objs  agentObjects
 	links []link.Link
+	h2    *h2Tracker
 }
 
 // DefaultMaxCgroups is how many cgroups get counters of their own unless
@@ -102,7 +113,20 @@ type Options struct {
 	// MaxCgroups bounds the cgroups counted separately (1 to 65536; 0 means
 	// DefaultMaxCgroups). Kernel memory is about 1 KiB per cgroup per CPU.
 	MaxCgroups int
+	// HTTP2RingBytes is the size of the ring buffer that carries HTTP/2
+	// header frames to user space: a power of two, 4 KiB to 256 MiB (0
+	// means 1 MiB).
+	HTTP2RingBytes int
+	// HTTP2Conns bounds the HTTP/2 connections followed at once (1 to
+	// 1,048,576; 0 means 16,384); further ones are not followed.
+	HTTP2Conns int
 }
+
+// Defaults of Options.
+const (
+	DefaultHTTP2RingBytes = 1 << 20
+	DefaultHTTP2Conns     = 16384
+)
 
 // Load loads the programs and maps into the kernel. It needs CAP_BPF,
 // CAP_PERFMON and CAP_NET_ADMIN (or root) and a kernel with BTF.
@@ -114,6 +138,19 @@ func Load(opts Options) (*Objects, error) {
 	if n < 1 || n > 65536 {
 		return nil, fmt.Errorf("max cgroups %d: allowed 1 to 65536", opts.MaxCgroups)
 	}
+	ring, h2conns := opts.HTTP2RingBytes, opts.HTTP2Conns
+	if ring == 0 {
+		ring = DefaultHTTP2RingBytes
+	}
+	if h2conns == 0 {
+		h2conns = DefaultHTTP2Conns
+	}
+	if ring < 4096 || ring > 256<<20 || ring&(ring-1) != 0 {
+		return nil, fmt.Errorf("http2 ring bytes %d: allowed a power of two from 4096 to %d", opts.HTTP2RingBytes, 256<<20)
+	}
+	if h2conns < 1 || h2conns > 1<<20 {
+		return nil, fmt.Errorf("http2 conns %d: allowed 1 to %d", opts.HTTP2Conns, 1<<20)
+	}
 	spec, err := loadAgent()
 	if err != nil {
 		return nil, fmt.Errorf("load program spec: %w", err)
@@ -124,6 +161,11 @@ func Load(opts Options) (*Objects, error) {
 	}
 	if err := spec.Variables["max_slots"].Set(slots); err != nil {
 		return nil, fmt.Errorf("set max slots: %w", err)
+	}
+	spec.Maps["h2_events"].MaxEntries = uint32(ring)
+	spec.Maps["h2_conns"].MaxEntries = uint32(h2conns)
+	if err := spec.Variables["h2_wake_bytes"].Set(uint32(ring / 4)); err != nil {
+		return nil, fmt.Errorf("set http2 wake-up bytes: %w", err)
 	}
 	o := &Objects{}
 	if err := spec.LoadAndAssign(&o.objs, nil); err != nil {
@@ -210,7 +252,7 @@ func (o *Objects) Read() (map[uint64]*Stats, error) {
 		}
 		sum := &Stats{}
 		for i := range vals {
-			v := Stats(vals[i])
+			v := Stats{KernelStats: KernelStats(vals[i])}
 			sum.Add(&v)
 		}
 		out[id] = sum
@@ -231,6 +273,17 @@ func (o *Objects) Read() (map[uint64]*Stats, error) {
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read slots map: %w", err)
+	}
+	if o.h2 != nil {
+		for id, l7 := range o.h2.read() {
+			s := out[id]
+			if s == nil {
+				// A cgroup whose slot is gone: its kernel counters
+				// were forgotten, so are these.
+				continue
+			}
+			s.L7.Add(&l7)
+		}
 	}
 	return out, nil
 }
@@ -260,12 +313,59 @@ func (o *Objects) Forget(ids []uint64) error {
 			errs = append(errs, fmt.Errorf("free slot %d: %w", slot, err))
 		}
 	}
+	if o.h2 != nil {
+		o.h2.forget(ids)
+	}
 	return errors.Join(errs...)
+}
+
+// DefaultHTTP2Poll is how often StartHTTP2's reader looks at the ring buffer
+// when the kernel did not wake it (it does once a quarter of the ring is used).
+const DefaultHTTP2Poll = 50 * time.Millisecond
+
+// StartHTTP2 starts reading the HTTP/2 header frames the programs copy
+// (HPACK decoding, per-stream requests): from then on Read includes the
+// HTTP/2 and gRPC figures. poll is how often the reader looks when not woken
+// (0: DefaultHTTP2Poll; 1 ms to 10 s). Close stops it.
+func (o *Objects) StartHTTP2(poll time.Duration) error {
+	if poll == 0 {
+		poll = DefaultHTTP2Poll
+	}
+	if poll < time.Millisecond || poll > 10*time.Second {
+		return fmt.Errorf("http2 poll interval %v: allowed 1ms to 10s", poll)
+	}
+	if o.h2 != nil {
+		return errors.New("http2 reader: already started")
+	}
+	rd, err := ringbuf.NewReader(o.objs.H2Events)
+	if err != nil {
+		return fmt.Errorf("open http2 ring buffer: %w", err)
+	}
+	t := &h2Tracker{
+		rd: rd, conns: o.objs.H2Conns, poll: poll, lastSweep: time.Now(),
+		stats: map[uint64]*L7Stats{}, live: map[uint64]*h2Live{}, done: make(chan struct{}),
+	}
+	o.h2 = t
+	go t.run()
+	return nil
+}
+
+// HTTP2Connections is how many HTTP/2 connections user space follows now
+// (0 before StartHTTP2).
+func (o *Objects) HTTP2Connections() int {
+	if o.h2 == nil {
+		return 0
+	}
+	return o.h2.liveConns()
 }
 
 // Close detaches and unloads everything.
 func (o *Objects) Close() error {
-	return errors.Join(o.Detach(), o.objs.Close())
+	var err error
+	if o.h2 != nil {
+		err = o.h2.close()
+	}
+	return errors.Join(err, o.Detach(), o.objs.Close())
 }
 
 func closeLinks(ls []link.Link) error {

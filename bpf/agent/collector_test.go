@@ -62,10 +62,10 @@ func TestCollectorKeepsCountersOfRemovedContainers(t *testing.T) {
 	}
 	id1, id2, idOther := inode(t, c1), inode(t, c2), inode(t, other)
 	fc := &fakeCounters{stats: map[uint64]*bpf.Stats{
-		0:       {ResetsSent: 1},
-		id1:     {ConnPassiveOpened: 3},
-		id2:     {ConnPassiveOpened: 4},
-		idOther: {ConnActiveOpened: 5},
+		0:       {KernelStats: bpf.KernelStats{ResetsSent: 1}},
+		id1:     {KernelStats: bpf.KernelStats{ConnPassiveOpened: 3}},
+		id2:     {KernelStats: bpf.KernelStats{ConnPassiveOpened: 4}},
+		idOther: {KernelStats: bpf.KernelStats{ConnActiveOpened: 5}},
 	}}
 	now := time.Unix(1000, 0)
 	col := NewCollector(fc, root, StaticPods{uid: {Namespace: "shop", Name: "web-1", Workload: "web"}}, func() time.Time { return now })
