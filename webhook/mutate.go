@@ -30,6 +30,10 @@ import (
 type Inputs struct {
 	// Cache reads Namespaces and MeshMigrations (the manager's informer cache).
 	Cache client.Reader
+	// Jobs, when set, reads Jobs as JobMetadata (an informer cache of their
+	// metadata): a Job's pod whose Job a CronJob controls is keyed on the
+	// CronJob (owner). Nil keys Job pods on their Job.
+	Jobs client.Reader
 	// Namespaces, when set, answers namespace lookups instead of Cache.
 	Namespaces *NamespaceStore
 	// Policies are the compiled DataplanePolicies.
@@ -143,8 +147,10 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 	var memo *memoEntry
 	var owner memoOwner
 	var ns policies.Namespace
+	kind, name := pod.Controller()
+	kind, name = in.owner(ctx, nsName, kind, name)
 	if in.Stabilizer != nil {
-		if kind, name := pod.Controller(); name != "" {
+		if name != "" {
 			if labels, annotations, ok := pod.MapsJSON(); ok {
 				var v inputVersions
 				if v, ns, ok = in.versions(nsName); ok {
@@ -175,7 +181,7 @@ func (m *PodMutator) mutate(ctx context.Context, op, subResource, namespace stri
 		return withWarnings(admission.Allowed("no decision: invalid mesh metadata"),
 			[]string{"meshshift: no dataplane decision: " + errs.ToAggregate().Error()})
 	}
-	d := m.decide(pod, ns)
+	d := m.decide(pod, ns, kind, name)
 	var pw admjson.PatchWriter
 	pw.Reserve(1024)
 	pw.MapOps("/metadata/labels", pod.Metadata.Labels, d.Labels, d.LabelsToRemove)
@@ -227,10 +233,11 @@ func (e *memoEntry) response() admission.Response {
 	return r
 }
 
-// decide gathers the pod's inputs from the caches and calls policies.Decide.
-func (m *PodMutator) decide(pod *admjson.Pod, ns policies.Namespace) policies.Decision {
+// decide gathers the pod's inputs from the caches and calls policies.Decide
+// for the workload the pod is keyed on (owner: its controller, or its Job's
+// CronJob).
+func (m *PodMutator) decide(pod *admjson.Pod, ns policies.Namespace, kind, owner string) policies.Decision {
 	in := m.Inputs
-	kind, owner := pod.Controller()
 	w := policies.Workload{
 		Name:        pod.DisplayName(),
 		Namespace:   ns.Name,
@@ -239,6 +246,12 @@ func (m *PodMutator) decide(pod *admjson.Pod, ns policies.Namespace) policies.De
 		HostNetwork: pod.Spec.HostNetwork,
 		OwnerKind:   kind,
 		OwnerName:   owner,
+	}
+	if kind == "CronJob" {
+		// Decided as the CronJob's template: what differs between its runs is
+		// left out, so one answer serves them all.
+		w.Labels = withoutKeys(w.Labels, perRunLabels)
+		w.Annotations = withoutKeys(w.Annotations, perRunAnnotations)
 	}
 	w.Workload = signals.WorkloadName(kind, owner, w.Name, w.Labels)
 	w.Nodes = nodeRequirement(pod)

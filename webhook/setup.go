@@ -146,11 +146,14 @@ type Webhooks struct {
 // RBAC the webhooks, their certificates and the detector need.
 // +kubebuilder:rbac:groups="",resources=pods;namespaces;nodes;services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;daemonsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.istio.io;security.istio.io;telemetry.istio.io;extensions.istio.io,resources=*,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=cilium.io,resources=ciliumnetworkpolicies;ciliumclusterwidenetworkpolicies;ciliumenvoyconfigs;ciliumclusterwideenvoyconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=meshshift-system,resources=secrets,verbs=get;create;update
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;update
+// Only meshshift's own webhook configurations (DefaultMutatingConfigName,
+// DefaultValidatingConfigName), never the mesh's injector:
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,resourceNames=00-meshshift-mutating;meshshift-validating,verbs=get;update
 // +kubebuilder:rbac:groups=meshshift.io,resources=dataplanepolicies;meshmigrations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=meshshift.io,resources=meshmigrations/status,verbs=get;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -223,11 +226,15 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 		}
 		caps, afterSync = cw.Get, cw.Refresh
 	}
+	// Jobs' metadata: a CronJob's pods are keyed on the CronJob (Inputs.owner).
+	if _, err := mgr.GetCache().GetInformer(ctx, JobMetadata()); err != nil {
+		return nil, fmt.Errorf("get job metadata informer: %w", err)
+	}
 	synced := &atomic.Bool{}
 	if err := mgr.Add(&cacheSyncWaiter{wait: mgr.GetCache().WaitForCacheSync, then: afterSync, synced: synced, log: log}); err != nil {
 		return nil, fmt.Errorf("add cache sync waiter: %w", err)
 	}
-	in := &Inputs{Cache: mgr.GetCache(), Namespaces: namespaces, Policies: store, Features: features, Traffic: opts.Traffic,
+	in := &Inputs{Cache: mgr.GetCache(), Jobs: mgr.GetCache(), Namespaces: namespaces, Policies: store, Features: features, Traffic: opts.Traffic,
 		Capabilities: caps, Clock: opts.Clock, Ready: synced.Load, Stabilizer: policies.NewStabilizer(stableOwners)}
 	w := &Webhooks{Policies: store, Inputs: in}
 
