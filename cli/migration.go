@@ -238,6 +238,13 @@ func PrintMigration(w io.Writer, now time.Time, mm *meshv1alpha1.MeshMigration) 
 		return err
 	}
 	for i, ws := range mm.Status.Waves {
+		if ws.Restarted == 0 && ws.WaitingForNextRun == 0 {
+			continue
+		}
+		o.f("  wave %d (%s): %d workload(s) restarted; %d Job(s) and CronJob(s) wait for their next run (not restarted: their next run's pods get the mode of the moment)\n",
+			i+1, ws.Name, ws.Restarted, ws.WaitingForNextRun)
+	}
+	for i, ws := range mm.Status.Waves {
 		if len(ws.LastGate) == 0 && len(ws.Baseline) == 0 {
 			continue
 		}

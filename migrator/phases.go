@@ -172,6 +172,14 @@ func (r *Reconciler) baseline(ctx context.Context, mm *meshv1alpha1.MeshMigratio
 
 func isNaN(f float64) bool { return f != f }
 
+// nextRunNote says how many Jobs and CronJobs of the wave were not restarted.
+func nextRunNote(w *meshv1alpha1.WaveStatus) string {
+	if w.WaitingForNextRun == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d Job(s) and CronJob(s) not restarted: their next run gets the new mode)", w.WaitingForNextRun)
+}
+
 func valuesString(vs []meshv1alpha1.SLIValue) string {
 	parts := make([]string, 0, len(vs))
 	for _, v := range vs {
@@ -186,15 +194,15 @@ func valuesString(vs []meshv1alpha1.SLIValue) string {
 
 // restart restarts the wave's workloads and waits until they are Ready.
 func (r *Reconciler) restart(ctx context.Context, mm *meshv1alpha1.MeshMigration, w *meshv1alpha1.WaveStatus) (ctrl.Result, error) {
-	ready, why, failed, err := r.restartAndWait(ctx, w.Namespaces, w.RestartToken)
+	ready, why, failed, err := r.restartAndWait(ctx, w, w.RestartToken)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if ready {
 		now := r.now()
 		w.Phase, w.BakeStartedAt, w.LastCheckAt, w.Failures, w.Inconclusive = meshv1alpha1.WaveBaking, &now, nil, 0, 0
-		w.Message = "workloads Ready; baking"
-		r.event(mm, false, ReasonReady, "Restart", "wave %s: every workload restarted and Ready; baking for %s", w.Name, bakeTime(mm))
+		w.Message = "workloads Ready; baking" + nextRunNote(w)
+		r.event(mm, false, ReasonReady, "Restart", "wave %s: every workload restarted and Ready%s; baking for %s", w.Name, nextRunNote(w), bakeTime(mm))
 		return next, nil
 	}
 	w.Message = "waiting for " + why
@@ -205,15 +213,20 @@ func (r *Reconciler) restart(ctx context.Context, mm *meshv1alpha1.MeshMigration
 	return ctrl.Result{RequeueAfter: r.poll()}, nil
 }
 
-// restartAndWait writes token into every workload of the namespaces and says
-// whether all have rolled out.
-func (r *Reconciler) restartAndWait(ctx context.Context, namespaces []string, token string) (bool, string, bool, error) {
-	for _, n := range namespaces {
-		if err := r.restartNamespace(ctx, n, token); err != nil {
+// restartAndWait writes token into every workload of the wave's namespaces,
+// counts them and the Jobs and CronJobs that wait for their next run into
+// the wave's status, and says whether all have rolled out.
+func (r *Reconciler) restartAndWait(ctx context.Context, w *meshv1alpha1.WaveStatus, token string) (bool, string, bool, error) {
+	var restarted, waiting int32
+	for _, n := range w.Namespaces {
+		rs, wt, err := r.restartNamespace(ctx, n, token)
+		if err != nil {
 			return false, "", false, err
 		}
+		restarted, waiting = restarted+rs, waiting+wt
 	}
-	for _, n := range namespaces {
+	w.Restarted, w.WaitingForNextRun = restarted, waiting
+	for _, n := range w.Namespaces {
 		ready, why, failed, err := r.namespaceReady(ctx, n, token)
 		if err != nil || !ready {
 			return false, why, failed, err
@@ -301,7 +314,7 @@ func (r *Reconciler) rollback(ctx context.Context, mm *meshv1alpha1.MeshMigratio
 			return ctrl.Result{}, err
 		}
 	}
-	ready, why, _, err := r.restartAndWait(ctx, w.Namespaces, w.RollbackToken)
+	ready, why, _, err := r.restartAndWait(ctx, w, w.RollbackToken)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

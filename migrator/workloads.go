@@ -23,7 +23,8 @@ type FeatureSource interface {
 	FeaturesFor(namespace string, podLabels map[string]string) signals.Features
 }
 
-// workload is a Deployment, StatefulSet or DaemonSet.
+// workload is a Deployment, StatefulSet, DaemonSet, ReplicationController,
+// Job, CronJob or Argo Rollout.
 type workload struct {
 	kind     string
 	obj      client.Object
@@ -32,7 +33,14 @@ type workload struct {
 
 func (w *workload) String() string { return w.kind + "/" + w.obj.GetName() }
 
-// listWorkloads lists a namespace's Deployments, StatefulSets and DaemonSets,
+// waitsForNextRun is true for Jobs and CronJobs: a wave counts them but does
+// not restart them or wait for them; their next run's pods are admitted in
+// the namespace's new mode.
+func (w *workload) waitsForNextRun() bool { return w.kind == "Job" || w.kind == "CronJob" }
+
+// listWorkloads lists a namespace's Deployments, StatefulSets, DaemonSets,
+// ReplicationControllers, Jobs (those a CronJob owns are runs of the
+// CronJob), CronJobs and, where the cluster serves them, Argo Rollouts,
 // sorted by kind and name.
 func (r *Reconciler) listWorkloads(ctx context.Context, ns string) ([]workload, error) {
 	var out []workload
@@ -60,6 +68,11 @@ func (r *Reconciler) listWorkloads(ctx context.Context, ns string) ([]workload, 
 		d := &dss.Items[i]
 		out = append(out, workload{"DaemonSet", d, &d.Spec.Template})
 	}
+	more, err := r.listOtherWorkloads(ctx, ns, deps.Items)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, more...)
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].kind != out[j].kind {
 			return out[i].kind < out[j].kind
@@ -206,21 +219,44 @@ func cannotRestart(w *workload) string {
 		if o.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
 			return "updateStrategy OnDelete: its pods would keep the old mode; use RollingUpdate or restart them yourself"
 		}
+	case *corev1.ReplicationController:
+		if o.Spec.Replicas == nil || *o.Spec.Replicas > 0 {
+			return "a ReplicationController does not replace its pods when its template changes: they would keep the old mode; move it to a Deployment, or delete its pods yourself after the flip"
+		}
 	}
 	return ""
 }
 
 // restartNamespace writes token as the pod-template restartedAt of every
-// workload of the namespace that is not excluded from the mesh; each workload's
-// controller then rolls its pods by its own strategy.
-func (r *Reconciler) restartNamespace(ctx context.Context, ns, token string) error {
+// workload of the namespace that is not excluded from the mesh (an Argo
+// Rollout gets spec.restartAt instead, as Argo Rollouts documents); each
+// workload's controller then rolls its pods by its own strategy. Jobs and
+// CronJobs are not restarted: it returns how many wait for their next run,
+// and how many workloads carry the token.
+func (r *Reconciler) restartNamespace(ctx context.Context, ns, token string) (restarted, waiting int32, err error) {
 	ws, err := r.listWorkloads(ctx, ns)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	for i := range ws {
 		w := &ws[i]
-		if w.template.Spec.HostNetwork || w.template.Annotations[AnnotationRestartedAt] == token {
+		switch {
+		case w.template.Spec.HostNetwork:
+			continue
+		case w.waitsForNextRun():
+			waiting++
+			continue
+		case w.kind == "ReplicationController":
+			continue // precheck blocks a wave with one that runs pods
+		case w.kind == "Rollout":
+			if err := r.restartRollout(ctx, w, token); err != nil {
+				return 0, 0, err
+			}
+			restarted++
+			continue
+		}
+		restarted++
+		if w.template.Annotations[AnnotationRestartedAt] == token {
 			continue
 		}
 		patch := client.MergeFrom(w.obj.DeepCopyObject().(client.Object))
@@ -229,15 +265,16 @@ func (r *Reconciler) restartNamespace(ctx context.Context, ns, token string) err
 		}
 		w.template.Annotations[AnnotationRestartedAt] = token
 		if err := r.Client.Patch(ctx, w.obj, patch); err != nil {
-			return fmt.Errorf("restart %s/%s: %w", ns, w, err)
+			return 0, 0, fmt.Errorf("restart %s/%s: %w", ns, w, err)
 		}
 	}
-	return nil
+	return restarted, waiting, nil
 }
 
 // namespaceReady says whether every workload of the namespace that carries
 // token has rolled out and is Ready; failed is true when one reports that its
-// rollout cannot progress (a Deployment past its progress deadline).
+// rollout cannot progress (a Deployment past its progress deadline, a
+// degraded Rollout). Jobs and CronJobs are not waited for.
 func (r *Reconciler) namespaceReady(ctx context.Context, ns, token string) (ready bool, waiting string, failed bool, err error) {
 	ws, err := r.listWorkloads(ctx, ns)
 	if err != nil {
@@ -245,7 +282,13 @@ func (r *Reconciler) namespaceReady(ctx context.Context, ns, token string) (read
 	}
 	for i := range ws {
 		w := &ws[i]
-		if w.template.Spec.HostNetwork {
+		if w.template.Spec.HostNetwork || w.waitsForNextRun() || w.kind == "ReplicationController" {
+			continue
+		}
+		if w.kind == "Rollout" {
+			if ok, why, bad := rolloutRestarted(w, token); !ok {
+				return false, ns + "/" + w.String() + ": " + why, bad, nil
+			}
 			continue
 		}
 		if w.template.Annotations[AnnotationRestartedAt] != token {

@@ -285,6 +285,17 @@ type WaveStatus struct {
 	// inconclusive counts consecutive inconclusive checks.
 	// +optional
 	Inconclusive int32 `json:"inconclusive,omitempty"`
+	// restarted counts the workloads of the wave's namespaces that the
+	// latest restart (the flip's, or the rollback's) restarted: Deployments,
+	// StatefulSets, DaemonSets and Argo Rollouts.
+	// +optional
+	Restarted int32 `json:"restarted,omitempty"`
+	// waitingForNextRun counts the Jobs and CronJobs of the wave's namespaces:
+	// they are not restarted, and the wave does not wait for them; the pods of
+	// their next run are admitted in the new mode (the restored one after a
+	// rollback). A Job's pods running at the flip keep their old mode.
+	// +optional
+	WaitingForNextRun int32 `json:"waitingForNextRun,omitempty"`
 	// message is the wave's verdict or current step, for people.
 	// +optional
 	Message string `json:"message,omitempty"`
