@@ -82,31 +82,19 @@ var FeatureTable = []FeatureRow{
 	{signals.FeatureCiliumL7Policy, NeedCilium, "Cilium L7 policy", "Cilium's HTTP policy is not compatible with Istio mTLS (STRICT or PERMISSIVE)"},
 	{signals.FeatureCiliumEnvoyConfig, NeedCilium, "Cilium Envoy listeners", "Cilium's Envoy cannot read traffic Istio's mTLS encrypted"},
 
-	{signals.FeatureEnvoyFilter, NeedSidecar, "Envoy configuration patches", "EnvoyFilter is not supported on waypoints"},
-	{signals.FeatureWasmPlugin, NeedSidecar, "a Wasm extension", "a selector-attached WasmPlugin runs only in a sidecar"},
-	// Istio docs "Extend waypoints with Lua scripts": in ambient mode a
-	// TrafficExtension must be attached to a waypoint with targetRefs;
-	// waypoints never use selectors (pilot/pkg/model/policyattachment.go).
-	{signals.FeatureTrafficExtension, NeedSidecar, "a Wasm or Lua extension",
-		"a TrafficExtension attached by selector runs only in a sidecar; sidecarless it would silently stop running (attach it to a waypoint with targetRefs to move)"},
-	// istio#48105: a Sidecar resource has no effect on ambient workloads.
-	{signals.FeatureSidecarResource, NeedSidecar, "Sidecar proxy settings (inbound connection pool, egress proxy or listener ports)",
-		"a Sidecar resource has no effect on ambient workloads (istio#48105): these settings would silently vanish"},
-	{signals.FeatureSidecarEgressLockdown, NeedSidecar, "egress lock-down (outboundTrafficPolicy REGISTRY_ONLY)",
-		"a Sidecar resource has no effect on ambient workloads (istio#48105): the egress lock-down REGISTRY_ONLY would silently vanish and calls to hosts outside the service registry would go out"},
-	{signals.FeatureSidecarEgressHosts, NeedSidecar, "egress host scoping (Sidecar egress hosts)",
-		"a Sidecar resource has no effect on ambient workloads (istio#48105): its egress host list would silently vanish and every service of the mesh would be in scope"},
-	{signals.FeatureSidecarIngress, NeedSidecar, "Sidecar ingress listeners",
-		"a Sidecar resource has no effect on ambient workloads (istio#48105): its ingress listeners (ports, default endpoints, TLS the sidecar terminates) would silently vanish"},
+	// Only a sidecar serves these. Within one need the first row a workload
+	// has is the one its reason cites: what would silently weaken security
+	// comes first.
 	// istiod omits HTTP attributes from what it sends ztunnel; a DENY rule left
 	// without L4 fields never fires (istio#61126, fixed status in istio#61166).
 	{signals.FeatureL7DenyIgnored, NeedSidecar, "an L7 DENY rule",
 		"ztunnel cannot match L7 attributes and skips a selector-attached DENY rule that matches only on them, so without a sidecar it would deny nothing: what it denies now would be allowed (istio#61126); attach it to a waypoint with targetRefs to move"},
-	// convertAuthorizationPolicy: "ztunnel does not support the AUDIT/CUSTOM action".
-	{signals.FeatureAuditSelector, NeedSidecar, "request auditing (AUDIT)",
-		"ztunnel does not support the AUDIT action and ignores the policy: the requests it marks would no longer be audited; attach it to a waypoint with targetRefs to move"},
+	// convertAuthorizationPolicy: "ztunnel does not support the CUSTOM/AUDIT action".
 	{signals.FeatureExtAuthzSelector, NeedSidecar, "external authorization (CUSTOM)",
 		"ztunnel does not support the CUSTOM action and ignores the policy: the external authorizer would never be asked, so what it denies would be allowed; attach it to a waypoint with targetRefs to move"},
+	// istio#48105: a Sidecar resource has no effect on ambient workloads.
+	{signals.FeatureSidecarEgressLockdown, NeedSidecar, "egress lock-down (outboundTrafficPolicy REGISTRY_ONLY)",
+		"a Sidecar resource has no effect on ambient workloads (istio#48105): the egress lock-down REGISTRY_ONLY would silently vanish and calls to hosts outside the service registry would go out"},
 	// These annotations configure the sidecar's traffic capture (istio.io/api
 	// annotation package); ambient captures all of a pod's traffic and reads
 	// none of them. Moving would silently change which traffic is meshed, so a
@@ -114,6 +102,22 @@ var FeatureTable = []FeatureRow{
 	{signals.FeatureCaptureAnnotations, NeedSidecar, "sidecar traffic capture settings",
 		"ambient has no per-port or per-range capture settings: the traffic these annotations keep out of the mesh would go through ztunnel " +
 			"(plaintext callers of excluded inbound ports are refused under STRICT mTLS) and what they leave uncaptured would be captured; remove them to move"},
+	{signals.FeatureSidecarIngress, NeedSidecar, "Sidecar ingress listeners",
+		"a Sidecar resource has no effect on ambient workloads (istio#48105): its ingress listeners (ports, default endpoints, TLS the sidecar terminates) would silently vanish"},
+	{signals.FeatureSidecarEgressHosts, NeedSidecar, "egress host scoping (Sidecar egress hosts)",
+		"a Sidecar resource has no effect on ambient workloads (istio#48105): its egress host list would silently vanish and every service of the mesh would be in scope"},
+	{signals.FeatureSidecarResource, NeedSidecar, "Sidecar proxy settings (inbound connection pool, egress proxy or listener ports)",
+		"a Sidecar resource has no effect on ambient workloads (istio#48105): these settings would silently vanish"},
+	{signals.FeatureAuditSelector, NeedSidecar, "request auditing (AUDIT)",
+		"ztunnel does not support the AUDIT action and ignores the policy: the requests it marks would no longer be audited; attach it to a waypoint with targetRefs to move"},
+	// EnvoyFilter and selector WasmPlugin: not supported on waypoints.
+	{signals.FeatureEnvoyFilter, NeedSidecar, "Envoy configuration patches", "EnvoyFilter is not supported on waypoints"},
+	{signals.FeatureWasmPlugin, NeedSidecar, "a Wasm extension", "a selector-attached WasmPlugin runs only in a sidecar"},
+	// Istio docs "Extend waypoints with Lua scripts": in ambient mode a
+	// TrafficExtension must be attached to a waypoint with targetRefs;
+	// waypoints never use selectors (pilot/pkg/model/policyattachment.go).
+	{signals.FeatureTrafficExtension, NeedSidecar, "a Wasm or Lua extension",
+		"a TrafficExtension attached by selector runs only in a sidecar; sidecarless it would silently stop running (attach it to a waypoint with targetRefs to move)"},
 	// PeerAuthentication reference: in ambient mode DISABLE is not supported;
 	// ztunnel's HBONE always uses mTLS, so DISABLE is handled as PERMISSIVE.
 	{signals.FeaturePeerAuthDisable, NeedSidecar, "plaintext (mTLS DISABLE)",
@@ -140,6 +144,16 @@ var FeatureTable = []FeatureRow{
 	{signals.FeatureProxyConfigAnnotation, NeedNothing, "sidecar proxy settings (proxy.istio.io/config)",
 		"proxy.istio.io/config configures only the sidecar's Envoy; sidecarless nothing reads it and its settings are dropped"},
 }
+
+// featureRank is each feature's row index: of two features with the same
+// sidecar or block need, the one whose row comes first is cited.
+var featureRank = func() map[signals.Feature]int {
+	m := make(map[signals.Feature]int, len(FeatureTable))
+	for i := range FeatureTable {
+		m[FeatureTable[i].Feature] = i
+	}
+	return m
+}()
 
 var featureRows = func() map[signals.Feature]*FeatureRow {
 	m := make(map[signals.Feature]*FeatureRow, len(FeatureTable))
@@ -219,11 +233,11 @@ func collectNeeds(fs signals.Features, spire bool, spireRef *signals.FeatureRef)
 				n.cilium = r
 			}
 		case NeedSidecar:
-			if n.sidecar == nil {
+			if n.sidecar == nil || featureRank[r.Feature] < featureRank[n.sidecar.Feature] {
 				n.sidecar = r
 			}
 		case NeedBlock:
-			if n.block == nil {
+			if n.block == nil || featureRank[r.Feature] < featureRank[n.block.Feature] {
 				n.block = r
 			}
 		}

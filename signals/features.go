@@ -125,17 +125,14 @@ const (
 
 // AllFeatures lists every Feature, in the order of the feature table.
 var AllFeatures = []Feature{
-	FeatureMTLS, FeatureL4Authz, FeatureTCPTelemetry,
-	FeatureHTTPRouting, FeatureRetries, FeatureTimeouts, FeatureFaultInjection, FeatureTrafficSplit,
-	FeatureTrafficPolicy, FeatureWaypointExtension, FeatureL7Authz, FeatureWaypointAuthz, FeatureRequestAuthn,
-	FeatureHTTPTelemetry,
-	FeatureCiliumL7Policy, FeatureCiliumEnvoyConfig,
-	FeatureEnvoyFilter, FeatureWasmPlugin, FeatureTrafficExtension,
-	FeatureSidecarResource, FeatureSidecarEgressLockdown, FeatureSidecarEgressHosts, FeatureSidecarIngress,
-	FeatureL7DenyIgnored, FeatureAuditSelector, FeatureExtAuthzSelector, FeatureCaptureAnnotations,
-	FeaturePeerAuthDisable, FeatureWorkloadEntry, FeatureSpireCA,
-	FeatureL7AuthzSelector, FeatureL7AllowNarrowed, FeatureL7DenyBroadened,
-	FeatureProxyConfigAnnotation,
+	FeatureMTLS, FeatureL4Authz, FeatureTCPTelemetry, FeatureHTTPRouting, FeatureRetries, FeatureTimeouts,
+	FeatureFaultInjection, FeatureTrafficSplit, FeatureTrafficPolicy, FeatureWaypointExtension, FeatureL7Authz,
+	FeatureWaypointAuthz, FeatureRequestAuthn, FeatureHTTPTelemetry, FeatureCiliumL7Policy,
+	FeatureCiliumEnvoyConfig, FeatureL7DenyIgnored, FeatureExtAuthzSelector, FeatureSidecarEgressLockdown,
+	FeatureCaptureAnnotations, FeatureSidecarIngress, FeatureSidecarEgressHosts, FeatureSidecarResource,
+	FeatureAuditSelector, FeatureEnvoyFilter, FeatureWasmPlugin, FeatureTrafficExtension,
+	FeaturePeerAuthDisable, FeatureWorkloadEntry, FeatureSpireCA, FeatureL7AuthzSelector,
+	FeatureL7AllowNarrowed, FeatureL7DenyBroadened, FeatureProxyConfigAnnotation,
 }
 
 // FeatureRef says that one object gives a workload one feature.
