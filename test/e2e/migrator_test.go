@@ -23,6 +23,7 @@ import (
 func TestMigrator(t *testing.T) {
 	e := startEnv(t)
 	t.Run("HappyPath", func(t *testing.T) { testHappyPath(t, e) })
+	t.Run("JobsAndCronJobs", func(t *testing.T) { testJobsAndCronJobs(t, e) })
 	t.Run("BreachRollsBackWave2", func(t *testing.T) { testBreach(t, e) })
 	t.Run("InconclusivePauses", func(t *testing.T) { testInconclusive(t, e) })
 	t.Run("Waypoint", func(t *testing.T) { testWaypoint(t, e) })
