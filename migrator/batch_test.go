@@ -45,7 +45,7 @@ func batchNamespace(t *testing.T) (*Reconciler, client.Client) {
 	mapper.Add(RolloutGVK, meta.RESTScopeNamespace)
 	tmpl := podTemplate("web")
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "batch"},
-		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Template: tmpl},
+		Spec:   appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Template: tmpl},
 		Status: appsv1.DeploymentStatus{Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}}
 	cron := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "report", Namespace: "batch"},
 		Spec: batchv1.CronJobSpec{Schedule: "0 * * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: podTemplate("report")}}}}
