@@ -456,3 +456,81 @@ func TestH2CServer(t *testing.T) {
 		}}
 	lc.run(t, map[uint64]*bpf.Stats{srvID: {}, cliID: {}}, m, p99Of(lat), func() []time.Duration { return round(3000) })
 }
+
+// TestHTTP2RingLoss fills a one-page ring buffer while nothing reads it, so
+// that every connection loses header frames: each is counted desynchronised
+// (on both sides) and no status is counted that the client did not see.
+func TestHTTP2RingLoss(t *testing.T) {
+	mnt := kerneltest.RequireRoot(t)
+	parent := kerneltest.Cgroup(t, mnt, kerneltest.RandName("meshshift-test-"))
+	srvCg := kerneltest.Cgroup(t, parent, "srv")
+	cliCg := kerneltest.Cgroup(t, parent, "cli")
+	objs, err := bpf.Load(bpf.Options{HTTP2RingBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := objs.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := objs.AttachCgroup(parent); err != nil {
+		t.Fatal(err)
+	}
+	srvID, cliID := kerneltest.ID(t, srvCg), kerneltest.ID(t, cliCg)
+	addr := startGRPC(t, mnt, srvCg)
+
+	const conns = 3
+	tally := &clientTally{}
+	var cs []*grpc.ClientConn
+	for range conns {
+		c := grpcClient(t, mnt, cliCg, addr)
+		tally.add(codes.OK, 0)
+		cs = append(cs, c)
+	}
+	// Nothing reads: the ring fills after a few calls.
+	for _, c := range cs {
+		grpcCalls(t, c, 200, 4, tally)
+	}
+	if err := objs.StartHTTP2(5 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	// More calls: each connection now tells user space it was lost.
+	for _, c := range cs {
+		grpcCalls(t, c, 20, 4, tally)
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+	m := waitFor(t, objs, []uint64{srvID, cliID}, func(m map[uint64]*bpf.Stats) bool {
+		return m[srvID].L7.Desynchronised >= conns && m[cliID].L7.Desynchronised >= conns && objs.HTTP2Connections() == 0
+	})
+	var sent uint64
+	for _, n := range tally.codes {
+		sent += n
+	}
+	for _, st := range []struct {
+		who  string
+		s    *bpf.Stats
+		side int
+	}{{"server", m[srvID], bpf.SideServer}, {"client", m[cliID], bpf.SideClient}} {
+		if got := st.s.L7.Desynchronised; got != conns {
+			t.Errorf("%s desynchronised connections: got %d, want %d", st.who, got, conns)
+		}
+		l := st.s.L7.GRPC[st.side]
+		var counted uint64
+		for code, n := range l.Codes {
+			counted += n
+			if n > tally.codes[codes.Code(code)] {
+				t.Errorf("%s status %d: counted %d, the client saw %d", st.who, code, n, tally.codes[codes.Code(code)])
+			}
+		}
+		if counted == 0 || counted >= sent {
+			t.Errorf("%s: counted %d of %d calls; want some, not all (the ring buffer was full)", st.who, counted, sent)
+		}
+		t.Logf("%s: %d of %d calls counted before the loss; %d desynchronised connections", st.who, counted, sent, st.s.L7.Desynchronised)
+	}
+	if n := objs.HTTP2Connections(); n != 0 {
+		t.Errorf("connections followed after all closed: %d", n)
+	}
+}
