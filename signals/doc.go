@@ -3,7 +3,10 @@
 //   - Features: which mesh objects (Istio, Gateway API GAMMA routes, Cilium) select
 //     a workload, kept by Index, an in-memory index from those objects to the pods
 //     they select, updated incrementally from informer events (EventHandler) and
-//     answering FeaturesFor for a pod not yet created.
+//     answering FeaturesFor for a pod not yet created. It attaches each kind as
+//     istiod does (root-namespace scope per kind; one Sidecar per workload;
+//     PeerAuthentication inheritance). AppendAnnotationFeatures adds what the
+//     pod template's own Istio annotations give.
 //   - TrafficSnapshot / WorkloadTraffic: each workload's live traffic figures and
 //     their age, filled by a traffic source: AgentSource (the node agents'
 //     snapshots) or PromSource (PromQL over the agents' metrics).
