@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -133,17 +134,73 @@ var goFieldRe = regexp.MustCompile(`Go struct field [A-Za-z0-9_]+\.([^ ]+) of ty
 // duplicated field, or a value of the wrong type, is an error naming the field.
 func toTyped(o *Object, info kindInfo) (any, error) {
 	obj := info.typed()
+	if err := decodeStrict(o, o.U.Object, obj, ""); err != nil {
+		if info.spec != nil {
+			// Istio's own decoder names no field: find the value it quotes.
+			var me *ManifestError
+			if errors.As(err, &me) && (me.Field == "" || me.Field == "spec") {
+				if path, ok := quotedValuePath(me.Err.Error(), o.U.Object["spec"], "spec"); ok {
+					me.Field = path
+				}
+			}
+		}
+		return nil, err
+	}
 	if info.spec != nil {
-		// protojson first: its errors name the field; the client-go types'
-		// own decoder does not, and it ignores unknown fields.
+		// What Istio's types read, Istio reads; protojson adds what they
+		// ignore: an unknown (misspelled) field.
 		if err := strictSpec(o, info.spec(obj)); err != nil {
 			return nil, err
 		}
 	}
-	if err := decodeStrict(o, o.U.Object, obj, ""); err != nil {
-		return nil, err
-	}
 	return obj, nil
+}
+
+var quotedRe = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"`)
+
+// quotedValuePath finds the path of the first string value in v that an
+// error message quotes.
+func quotedValuePath(msg string, v any, path string) (string, bool) {
+	for _, m := range quotedRe.FindAllString(msg, -1) {
+		cands := []string{strings.Trim(m, `"`)}
+		if u, err := strconv.Unquote(m); err == nil {
+			// A JSON value quoted once more: "\"SOMETIMES\"".
+			cands = append(cands, u, strings.Trim(u, `"`))
+		}
+		for _, c := range cands {
+			if p, ok := findValue(v, c, path); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+// findValue finds the path of the first string value equal to want, depth
+// first in key order.
+func findValue(v any, want, path string) (string, bool) {
+	switch t := v.(type) {
+	case string:
+		return path, t == want
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if p, ok := findValue(t[k], want, path+"."+k); ok {
+				return p, true
+			}
+		}
+	case []any:
+		for i, x := range t {
+			if p, ok := findValue(x, want, fmt.Sprintf("%s[%d]", path, i)); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
 }
 
 // decodeStrict decodes v (a part of o at the field path prefix, "" for the
@@ -205,7 +262,8 @@ func strictReason(err error) error {
 }
 
 // strictSpec re-reads an Istio spec with protojson, which (unlike the
-// client-go types' own decoder) rejects unknown fields.
+// client-go types' own decoder) rejects unknown fields; only those are
+// reported (protojson is stricter than Istio about values: durations).
 func strictSpec(o *Object, msg proto.Message) error {
 	spec, ok := o.U.Object["spec"]
 	if !ok {
@@ -219,24 +277,21 @@ func strictSpec(o *Object, msg proto.Message) error {
 	if err := protojson.Unmarshal(b, fresh); err != nil {
 		msg := cleanProtoErr(err)
 		if m := protoUnknownRe.FindStringSubmatch(msg); m != nil {
-			if path, ok := findKey(spec, m[1], "spec"); ok {
-				return &ManifestError{Source: o.Source, Object: o.Ref(), Field: path,
-					Err: errors.New("unknown field (misspelled, or not in this apiVersion)")}
+			path, ok := findKey(spec, m[1], "spec")
+			if !ok {
+				path = "spec"
 			}
+			return &ManifestError{Source: o.Source, Object: o.Ref(), Field: path,
+				Err: errors.New("unknown field (misspelled, or not in this apiVersion)")}
 		}
-		if m := protoFieldRe.FindStringSubmatch(msg); m != nil {
-			if path, ok := findKey(spec, m[1], "spec"); ok {
-				return &ManifestError{Source: o.Source, Object: o.Ref(), Field: path, Err: errors.New(msg)}
-			}
-		}
-		return &ManifestError{Source: o.Source, Object: o.Ref(), Field: "spec", Err: errors.New(msg)}
+		// Anything else protojson alone rejects (a duration written "500ms",
+		// which Istio reads) is not an error.
 	}
 	return nil
 }
 
 var (
 	protoUnknownRe = regexp.MustCompile(`unknown field "([^"]+)"`)
-	protoFieldRe   = regexp.MustCompile(`field ([A-Za-z_][A-Za-z0-9_]*)`)
 )
 
 // findKey finds the path of the first map key named key in v, depth first.

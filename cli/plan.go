@@ -265,6 +265,9 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 		if d.Rule == policies.RuleDenyAllTrap || ((d.Rule == policies.RuleCapabilityFallback || d.Rule == policies.RuleNodeUnserved) && o.Target.Sidecarless()) {
 			s.blocked = append(s.blocked, e.W.Name+": "+d.Reason)
 		}
+		if why := cannotRestart(e.W); why != "" && r.Changes && o.Target != "" {
+			s.blocked = append(s.blocked, e.W.Name+": "+why)
+		}
 		p.Rows = append(p.Rows, r)
 	}
 	var cands []*nsScore

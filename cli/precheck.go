@@ -78,6 +78,9 @@ func Precheck(inv *Inventory, o *Options, live bool) *PrecheckResult {
 		if e.Decision.Mode == meshv1alpha1.ModeAmbientWaypoint {
 			needWaypoint++
 		}
+		if why := cannotRestart(e.W); why != "" && e.Current != e.Decision.Mode {
+			add(Finding{Severity: SeverityBlocker, Check: "cannot-restart", Namespace: e.W.Namespace, Workload: e.W.Name, Message: why})
+		}
 		switch e.Decision.Rule {
 		case policies.RuleOptOut:
 			// A team's opt-out is kept; say so where the platform's policy forbids what it leaves.

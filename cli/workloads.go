@@ -174,3 +174,15 @@ func (b *builder) resolveRollouts() {
 		}
 	}
 }
+
+// cannotRestart says why a migration could not move a workload's running
+// pods to a new mode, as the migrator's precheck says it: a
+// ReplicationController that runs pods does not replace them when its
+// template changes. "" when the migrator can (Jobs and CronJobs are not
+// restarted: their next run is admitted in the new mode).
+func cannotRestart(w *WorkloadInfo) string {
+	if w.Kind == "ReplicationController" && w.Replicas > 0 {
+		return "a ReplicationController does not replace its pods when its template changes: they would keep the old mode; move it to a Deployment, or delete its pods yourself after the flip"
+	}
+	return ""
+}
