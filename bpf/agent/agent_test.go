@@ -47,6 +47,9 @@ func loadAttached(t *testing.T, root string) *bpf.Objects {
 	if _, err := objs.AttachCgroup(root); err != nil {
 		t.Fatal(err)
 	}
+	if err := objs.StartHTTP2(5 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
 	return objs
 }
 
@@ -155,11 +158,11 @@ func TestAttributionToPodsThroughKubeletTree(t *testing.T) {
 
 	metrics := httpGet(t, base+"/metrics")
 	for _, want := range []string{
-		`meshshift_http_requests_total{namespace="shop",pod="web-7d9f-abcde",side="server",status_class="2xx",workload="web"} 3`,
-		`meshshift_http_requests_total{namespace="shop",pod="web-7d9f-abcde",side="server",status_class="5xx",workload="web"} 1`,
+		`meshshift_http_requests_total{namespace="shop",pod="web-7d9f-abcde",protocol="http1",side="server",status_class="2xx",workload="web"} 3`,
+		`meshshift_http_requests_total{namespace="shop",pod="web-7d9f-abcde",protocol="http1",side="server",status_class="5xx",workload="web"} 1`,
 		`meshshift_tcp_resets_total{direction="received",namespace="shop",pod="loadgen-0",workload="loadgen"} 0`,
 		`meshshift_tcp_connections_opened_total{direction="active",namespace="shop",pod="loadgen-0",workload="loadgen"} 4`,
-		`meshshift_http_request_duration_seconds_count{namespace="shop",pod="loadgen-0",side="client",workload="loadgen"} 4`,
+		`meshshift_http_request_duration_seconds_count{namespace="shop",pod="loadgen-0",protocol="http1",side="client",workload="loadgen"} 4`,
 		`meshshift_tcp_protocol_connections_total{namespace="shop",pod="web-7d9f-abcde",protocol="http1",workload="web"} 4`,
 	} {
 		if !strings.Contains(metrics, want) {

@@ -8,8 +8,9 @@
 //
 // Metrics (labels namespace, pod, workload on every one). Cardinality per pod
 // on the node: at most 15 TCP series plus the RTT histogram (once a
-// connection closed), and per HTTP side the pod used (saw a request or a
-// response) 4 series plus a histogram; plus one "unattributed" set: traffic
+// connection closed), and per HTTP side and protocol the pod used (saw a
+// request or a response) 4 series plus a histogram, for gRPC one series per
+// status code seen; plus one "unattributed" set: traffic
 // whose cgroup is not a pod's, and cgroups beyond bpf.Options.MaxCgroups:
 //
 //	meshshift_tcp_connections_opened_total{direction="active|passive"}
@@ -21,11 +22,23 @@
 //	meshshift_tcp_retransmits_total             retransmitted segments
 //	meshshift_tcp_resets_total{direction="sent|received"}
 //	meshshift_tcp_rtt_seconds                   histogram, smoothed RTT at close
-//	meshshift_http_requests_total{side="server|client", status_class="2xx".."5xx"}
+//	meshshift_http_requests_total{side="server|client", protocol="http1|http2|grpc", status_class="2xx".."5xx"}
 //	                                            requests answered, by the final
-//	                                            response's class (1xx is interim)
-//	meshshift_http_request_duration_seconds{side}   histogram, request's first
-//	                                             byte to response's first byte
+//	                                            response's class (1xx is interim);
+//	                                            gRPC by grpc-status: OK 2xx, the
+//	                                            server errors of bpf.GRPCServerError
+//	                                            (Unknown, DeadlineExceeded,
+//	                                            Unimplemented, Internal, Unavailable,
+//	                                            DataLoss; OpenTelemetry's gRPC server
+//	                                            convention) 5xx, other codes 4xx
+//	meshshift_http_request_duration_seconds{side, protocol}   histogram: HTTP/1.x
+//	                                            request's first byte to response's
+//	                                            first byte; HTTP/2 and gRPC request's
+//	                                            HEADERS to response's END_STREAM
+//	meshshift_grpc_requests_total{side, grpc_code="OK|NotFound|..."}   gRPC calls
+//	                                            answered, by code (codes seen only)
+//	meshshift_http2_desynchronised_connections_total   HTTP/2 connections no
+//	                                            longer counted (header frames lost)
 //	meshshift_agent_cgroups_tracked             gauge, no pod labels
 //
 // Histogram buckets are powers of four microseconds (4us .. 16.8s, 12 buckets).

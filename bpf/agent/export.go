@@ -34,8 +34,10 @@ var (
 	descRetrans  = desc("meshshift_tcp_retransmits_total", "TCP segments retransmitted.")
 	descResets   = desc("meshshift_tcp_resets_total", "TCP resets, by direction (sent, received).", "direction")
 	descRTT      = desc("meshshift_tcp_rtt_seconds", "Smoothed round-trip time of TCP connections, taken when they close.")
-	descRequests = desc("meshshift_http_requests_total", "HTTP/1.x requests answered, by side (server: served, client: sent) and the response's status class.", "side", "status_class")
-	descDuration = desc("meshshift_http_request_duration_seconds", "HTTP/1.x latency from the request's first byte to the response's first byte, at the application's socket.", "side")
+	descRequests = desc("meshshift_http_requests_total", "HTTP requests answered, by side (server: served, client: sent), protocol (http1, http2, grpc) and the response's status class (gRPC: OK 2xx, server errors 5xx, other codes 4xx).", "side", "protocol", "status_class")
+	descDuration = desc("meshshift_http_request_duration_seconds", "HTTP request latency at the application's socket, by side and protocol: HTTP/1.x from the request's first byte to the response's first byte; HTTP/2 and gRPC from the request's HEADERS to the response's END_STREAM.", "side", "protocol")
+	descGRPC     = desc("meshshift_grpc_requests_total", "gRPC calls answered, by side and grpc-status code name.", "side", "grpc_code")
+	descDesync   = desc("meshshift_http2_desynchronised_connections_total", "HTTP/2 connections no longer counted because some of their header frames were lost or could not be decoded.")
 	descCgroups  = prometheus.NewDesc("meshshift_agent_cgroups_tracked", "Cgroups with counters in the kernel.", nil, nil)
 )
 
@@ -73,7 +75,7 @@ type metricsCollector struct{ c *Collector }
 // Describe implements prometheus.Collector.
 func (m metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpened, descFailed, descClosed, descActive, descProto, descSent, descRecv,
-		descRetrans, descResets, descRTT, descRequests, descDuration, descCgroups} {
+		descRetrans, descResets, descRTT, descRequests, descDuration, descGRPC, descDesync, descCgroups} {
 		ch <- d
 	}
 }
@@ -124,11 +126,46 @@ func emit(ch chan<- prometheus.Metric, s *bpf.Stats, l ...string) {
 			continue
 		}
 		for cls := 1; cls < 5; cls++ {
-			c(descRequests, s.HttpResponses[side][cls], sn, statusNames[cls])
+			c(descRequests, s.HttpResponses[side][cls], sn, "http1", statusNames[cls])
 		}
-		ch <- histogram(descDuration, s.HttpLatency[side][:], float64(s.HttpLatencySumNs[side])/1e9, append(l[:3:3], sn)...)
+		ch <- histogram(descDuration, s.HttpLatency[side][:], float64(s.HttpLatencySumNs[side])/1e9, append(l[:3:3], sn, "http1")...)
+	}
+	for side, sn := range sideNames {
+		for _, p := range []struct {
+			name string
+			l    *bpf.L7Side
+		}{{"http2", &s.L7.HTTP2[side]}, {"grpc", &s.L7.GRPC[side]}} {
+			var responses uint64
+			for _, n := range p.l.Responses {
+				responses += n
+			}
+			if p.l.Requests == 0 && responses == 0 {
+				continue
+			}
+			for cls := 1; cls < 5; cls++ {
+				c(descRequests, p.l.Responses[cls], sn, p.name, statusNames[cls])
+			}
+			ch <- histogram(descDuration, p.l.Latency[:], float64(p.l.LatencySumNs)/1e9, append(l[:3:3], sn, p.name)...)
+			if p.name != "grpc" {
+				continue
+			}
+			for code, n := range p.l.Codes {
+				if n > 0 {
+					c(descGRPC, n, sn, grpcCodeNames[code])
+				}
+			}
+		}
+	}
+	if s.L7.Desynchronised > 0 {
+		c(descDesync, s.L7.Desynchronised)
 	}
 }
+
+// grpcCodeNames are gRPC's status code names (as google.golang.org/grpc/codes
+// prints them), by code; the last also counts codes gRPC does not define.
+var grpcCodeNames = [bpf.GRPCCodes]string{"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
+	"Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"}
 
 // AgentCounters converts kernel counters to the snapshot's form.
 func AgentCounters(s *bpf.Stats) signals.AgentCounters {
@@ -151,15 +188,28 @@ func AgentCounters(s *bpf.Stats) signals.AgentCounters {
 		}
 	}
 	for side, h := range []*signals.AgentHTTP{&out.Server, &out.Client} {
+		// HTTP/1.x, HTTP/2 and gRPC together, as the gate's SLIs sum them.
 		h.Requests = s.HttpRequests[side]
 		h.Responses = s.HttpResponses[side]
-		h.LatencySumSeconds = float64(s.HttpLatencySumNs[side]) / 1e9
+		sumNs := s.HttpLatencySumNs[side]
+		lat := s.HttpLatency[side]
+		for _, l := range []*bpf.L7Side{&s.L7.HTTP2[side], &s.L7.GRPC[side]} {
+			h.Requests += l.Requests
+			for i := range h.Responses {
+				h.Responses[i] += l.Responses[i]
+			}
+			sumNs += l.LatencySumNs
+			for i := range lat {
+				lat[i] += l.Latency[i]
+			}
+		}
+		h.LatencySumSeconds = float64(sumNs) / 1e9
 		var seen bool
-		for _, n := range s.HttpLatency[side] {
+		for _, n := range lat {
 			seen = seen || n > 0
 		}
 		if seen {
-			h.LatencyBuckets = append([]uint64(nil), s.HttpLatency[side][:]...)
+			h.LatencyBuckets = append([]uint64(nil), lat[:]...)
 		}
 	}
 	return out

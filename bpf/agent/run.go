@@ -92,6 +92,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, err := objs.AttachCgroup(mnt); err != nil {
 		return err
 	}
+	if err := objs.StartHTTP2(0); err != nil {
+		return err
+	}
 	if caps.TPBTF {
 		if _, err := objs.AttachTracing(); err != nil {
 			return err

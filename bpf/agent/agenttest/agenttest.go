@@ -51,6 +51,9 @@ func Start(t testing.TB, uid string, pod agent.PodMeta) *Node {
 	if _, err := objs.AttachCgroup(root); err != nil {
 		t.Fatal(err)
 	}
+	if err := objs.StartHTTP2(0); err != nil {
+		t.Fatal(err)
+	}
 	n.Collector = agent.NewCollector(objs, root, agent.StaticPods{uid: pod}, nil)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
