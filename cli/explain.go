@@ -61,13 +61,16 @@ type ExplainDecision struct {
 
 // Explanation is the whole decision path of one workload.
 type Explanation struct {
-	Namespace string          `json:"namespace"`
-	Workload  string          `json:"workload"`
-	Kind      string          `json:"kind"`
-	Source    string          `json:"source"`
-	Inputs    ExplainInputs   `json:"inputs"`
-	Steps     []Step          `json:"steps"`
-	Decision  ExplainDecision `json:"decision"`
+	Namespace string `json:"namespace"`
+	Workload  string `json:"workload"`
+	Kind      string `json:"kind"`
+	Source    string `json:"source"`
+	// Restart says how a migration restarts this kind of workload, where it
+	// differs from a Deployment's rolling restart.
+	Restart  string          `json:"restart,omitempty"`
+	Inputs   ExplainInputs   `json:"inputs"`
+	Steps    []Step          `json:"steps"`
+	Decision ExplainDecision `json:"decision"`
 }
 
 // stepOf maps a Decision.Rule to the precedence step that produced it.
@@ -117,7 +120,7 @@ func Explain(inv *Inventory, namespace, name string, o *Options) (*Explanation, 
 	if p == nil {
 		p = policies.Builtin()
 	}
-	e := &Explanation{Namespace: namespace, Workload: name, Kind: w.Kind, Source: w.Source.String()}
+	e := &Explanation{Namespace: namespace, Workload: name, Kind: w.Kind, Source: w.Source.String(), Restart: restartNote(w)}
 	e.Inputs = ExplainInputs{
 		PodLabels: in.Workload.Labels, PodAnnotations: in.Workload.Annotations, HostNetwork: in.Workload.HostNetwork,
 		NamespaceLabels: in.Namespace.Labels, NamespaceAnnotations: in.Namespace.Annotations,

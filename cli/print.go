@@ -106,6 +106,9 @@ func PrintExplanation(w io.Writer, format string, e *Explanation) error {
 	o := &out{w: w}
 	o.f("%s %s/%s (%s)\n", e.Kind, e.Namespace, e.Workload, e.Source)
 	o.f("  decided: %s by %s\n  reason:  %s\n", e.Decision.Mode, e.Decision.Rule, e.Decision.Reason)
+	if e.Restart != "" {
+		o.f("  restart: %s\n", e.Restart)
+	}
 	o.ln("\nInputs:")
 	in := &e.Inputs
 	o.f("  current mode:          %s (%s)\n", in.CurrentMode, in.CurrentModeSource)

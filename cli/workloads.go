@@ -186,3 +186,20 @@ func cannotRestart(w *WorkloadInfo) string {
 	}
 	return ""
 }
+
+// restartNote says how a migration moves a workload of this kind to its new
+// mode, where that differs from a rolling restart of its pod template.
+func restartNote(w *WorkloadInfo) string {
+	if why := cannotRestart(w); why != "" {
+		return why
+	}
+	switch w.Kind {
+	case "Job":
+		return "a migration does not restart a Job or wait for it: pods it creates after the flip are admitted in the new mode; running pods keep theirs"
+	case "CronJob":
+		return "a migration does not restart a CronJob or wait for it: its next run is admitted in the new mode"
+	case "Rollout":
+		return "a migration restarts it as Argo Rollouts does (spec.restartAt): pods are recreated one at a time, without a canary or blue-green step"
+	}
+	return ""
+}
