@@ -8,9 +8,14 @@
 // documented safe order, after recording the previous ones in the
 // meshshift.io/previous-labels annotation; the waypoint Gateway and Service
 // labels where workloads will be ambient-waypoint) → restart (pod-template
-// restartedAt; the workload controllers roll by their own strategy) → wait
-// Ready → bake with the gate → promote, or roll back (restore the record,
-// restart, wait Ready) and stop.
+// restartedAt of Deployments, StatefulSets and DaemonSets, whose controllers
+// roll by their own strategy; spec.restartAt of Argo Rollouts, read
+// unstructured where the cluster serves them) → wait Ready → bake with the
+// gate → promote, or roll back (restore the record, restart, wait Ready) and
+// stop. Jobs and CronJobs are counted (status.waves[].waitingForNextRun), not
+// restarted and not waited for: their next run is admitted in the new mode. A
+// ReplicationController that runs pods blocks the precheck: it does not
+// replace its pods when its template changes.
 //
 // Waves are planned once, when a migration starts (status.waves): later edits
 // of spec.waves or of the namespaces' labels do not re-plan them. The wave
