@@ -43,7 +43,11 @@
 // rarely, use admission.Webhook.
 //
 // Every pod of one workload gets the same answer while its inputs other than
-// traffic are unchanged (policies.Stabilizer; DESIGN.md, "Stability"). The
+// traffic are unchanged (policies.Stabilizer; DESIGN.md, "Stability"). A
+// workload is the pod's controller, except that the pods of every run (Job)
+// of a CronJob are keyed on the CronJob and decided without the Job
+// controller's per-run labels; the Job's owner is read from a metadata-only
+// Job informer, and a Job it does not hold yet keys on itself. The
 // mutator also remembers the answer itself per workload: the next pod of a
 // ReplicaSet, whose labels and annotations are the same bytes, is answered
 // with the same patch without decoding them or deciding again, until a
