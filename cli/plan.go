@@ -149,7 +149,7 @@ func (inv *Inventory) Input(w *WorkloadInfo, o *Options) policies.Input {
 			Nodes: signals.NodeRequirementOf(&t.Spec),
 		},
 		Namespace:    ns,
-		Features:     inv.Index.FeaturesFor(w.Namespace, t.Labels),
+		Features:     signals.AppendAnnotationFeatures(inv.Index.FeaturesFor(w.Namespace, t.Labels), t.Annotations),
 		Now:          o.Now,
 		Capabilities: inv.capabilities(o),
 		Policy:       policies.Select(inv.Policies, ns.Labels),

@@ -121,6 +121,7 @@ func (r *Reconciler) decide(ns *corev1.Namespace, w *workload, mode meshv1alpha1
 	if r.Features != nil {
 		in.Features = r.Features.FeaturesFor(ns.Name, w.template.Labels)
 	}
+	in.Features = signals.AppendAnnotationFeatures(in.Features, w.template.Annotations)
 	return policies.Decide(in)
 }
 

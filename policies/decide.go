@@ -169,6 +169,9 @@ func featureReason(ref *signals.FeatureRef) string {
 	if ref.Feature == signals.FeatureSpireCA {
 		return "the mesh uses SPIRE as its CA; " + row.Why
 	}
+	if ref.Kind == signals.KindPodAnnotations {
+		return "the pod template's annotations " + ref.Name + " set " + row.What + "; " + row.Why
+	}
 	return ref.Object() + " selects this workload for " + row.What + "; " + row.Why
 }
 
@@ -330,14 +333,7 @@ func (p *Policy) finish(st *decideState, c candidate) Decision {
 			d.Annotations = p.out.staticOwn[k]
 		}
 	}
-	if c.mode.Sidecarless() {
-		for i := range in.Features {
-			if in.Features[i].Feature == signals.FeatureSidecarResource {
-				d.Warnings = append(d.Warnings, featureReason(&in.Features[i]))
-				break
-			}
-		}
-	}
+	d.Warnings = append(d.Warnings, sidecarlessWarnings(in.Features, c.mode)...)
 	return d
 }
 

@@ -92,13 +92,13 @@ func TestWhatAmbientDrops(t *testing.T) {
 				"attach it to a waypoint with targetRefs to move"},
 		{name: "capture exclusions are named", ann: map[string]string{signals.AnnotationExcludeInboundPorts: "9090", signals.AnnotationExcludeOutboundPorts: "3306"},
 			mode: v1alpha1.ModeSidecar, rule: RuleFeatureSidecar,
-			reason: "keeps sidecar: pod-template annotations traffic.sidecar.istio.io/excludeInboundPorts, traffic.sidecar.istio.io/excludeOutboundPorts " +
-				"selects this workload for sidecar traffic capture settings; ambient has no per-port or per-range capture settings: the traffic these annotations " +
+			reason: "keeps sidecar: the pod template's annotations traffic.sidecar.istio.io/excludeInboundPorts, traffic.sidecar.istio.io/excludeOutboundPorts " +
+				"set sidecar traffic capture settings; ambient has no per-port or per-range capture settings: the traffic these annotations " +
 				"keep out of the mesh would go through ztunnel (plaintext callers of excluded inbound ports are refused under STRICT mTLS) and what they leave " +
 				"uncaptured would be captured; remove them to move"},
 		{name: "proxy settings are dropped with a warning", ann: map[string]string{signals.AnnotationProxyConfig: "holdApplicationUntilProxyStarts: true"},
 			mode: v1alpha1.ModeAmbient, rule: RuleNamespaceAnnotation,
-			warnings: []string{"pod-template annotations proxy.istio.io/config selects this workload for sidecar proxy settings (proxy.istio.io/config); " +
+			warnings: []string{"the pod template's annotations proxy.istio.io/config set sidecar proxy settings (proxy.istio.io/config); " +
 				"proxy.istio.io/config configures only the sidecar's Envoy; sidecarless nothing reads it and its settings are dropped"}},
 		{name: "a TrafficExtension by selector runs only in the sidecar",
 			objs: []any{&extensionsv1alpha1.TrafficExtension{ObjectMeta: om("payments", "parity"), Spec: extensionsapi.TrafficExtension{Selector: api}}},

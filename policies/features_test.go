@@ -83,9 +83,10 @@ func TestFeatureTable(t *testing.T) {
 		signals.FeatureExtAuthzSelector: sc("AuthorizationPolicy", "external authorization (CUSTOM)",
 			"ztunnel does not support the CUSTOM action and ignores the policy: the external authorizer would never be asked, so what it denies would be allowed; "+
 				"attach it to a waypoint with targetRefs to move"),
-		signals.FeatureCaptureAnnotations: sc(signals.KindPodAnnotations, "sidecar traffic capture settings",
-			"ambient has no per-port or per-range capture settings: the traffic these annotations keep out of the mesh would go through ztunnel "+
-				"(plaintext callers of excluded inbound ports are refused under STRICT mTLS) and what they leave uncaptured would be captured; remove them to move"),
+		signals.FeatureCaptureAnnotations: {signals.KindPodAnnotations, v1alpha1.ModeSidecar, RuleFeatureSidecar,
+			"keeps sidecar: the pod template's annotations obj set sidecar traffic capture settings; " +
+				"ambient has no per-port or per-range capture settings: the traffic these annotations keep out of the mesh would go through ztunnel " +
+				"(plaintext callers of excluded inbound ports are refused under STRICT mTLS) and what they leave uncaptured would be captured; remove them to move"},
 		signals.FeaturePeerAuthDisable: sc("PeerAuthentication", "plaintext (mTLS DISABLE)",
 			"ambient does not support mTLS mode DISABLE and treats it as PERMISSIVE: ztunnel would still use mTLS between meshed workloads"),
 		signals.FeatureWorkloadEntry: sc("WorkloadEntry", "a VM endpoint", "VM workloads (WorkloadEntry) are not supported in ambient"),

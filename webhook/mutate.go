@@ -259,6 +259,7 @@ func (m *PodMutator) decide(pod *admjson.Pod, ns policies.Namespace, kind, owner
 	if in.Features != nil {
 		input.Features = in.Features.AppendFeatures(nil, ns.Name, w.Labels)
 	}
+	input.Features = signals.AppendAnnotationFeatures(input.Features, w.Annotations)
 	if in.Traffic != nil {
 		input.Traffic, input.HasTraffic = in.Traffic().Lookup(ns.Name, w.Workload)
 	}
