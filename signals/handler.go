@@ -172,6 +172,7 @@ var indexedVersion = map[schema.GroupKind]string{
 	{Group: "networking.istio.io", Kind: KindWorkloadEntry}:       "v1",
 	{Group: "networking.istio.io", Kind: KindEnvoyFilter}:         "v1alpha3",
 	{Group: "extensions.istio.io", Kind: KindWasmPlugin}:          "v1alpha1",
+	{Group: "extensions.istio.io", Kind: KindTrafficExtension}:    "v1alpha1",
 	{Group: "security.istio.io", Kind: KindAuthorizationPolicy}:   "v1",
 	{Group: "security.istio.io", Kind: KindRequestAuthentication}: "v1",
 	{Group: "security.istio.io", Kind: KindPeerAuthentication}:    "v1",
