@@ -106,6 +106,9 @@ var knownKinds = map[schema.GroupKind]kindInfo{
 	{Group: groupIstioExtensions, Kind: "WasmPlugin"}: {versions: []string{"v1alpha1"},
 		typed: func() any { return &extensionsv1alpha1.WasmPlugin{} },
 		spec:  func(o any) proto.Message { return &o.(*extensionsv1alpha1.WasmPlugin).Spec }},
+	{Group: groupIstioExtensions, Kind: "TrafficExtension"}: {versions: []string{"v1alpha1"},
+		typed: func() any { return &extensionsv1alpha1.TrafficExtension{} },
+		spec:  func(o any) proto.Message { return &o.(*extensionsv1alpha1.TrafficExtension).Spec }},
 
 	{Group: groupGateway, Kind: "HTTPRoute"}: {versions: []string{"v1", "v1beta1"}, typed: func() any { return &gatewayv1.HTTPRoute{} }},
 	{Group: groupGateway, Kind: "GRPCRoute"}: {versions: []string{"v1"}, typed: func() any { return &gatewayv1.GRPCRoute{} }},

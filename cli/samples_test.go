@@ -144,3 +144,27 @@ func TestRolloutErrors(t *testing.T) {
 		t.Errorf("dangling workloadRef: workloads %v, skipped %v; want it skipped", inv.Workloads, inv.Skipped)
 	}
 }
+
+// TestReadsTrafficExtension: Istio 1.30's TrafficExtension is read (indexed),
+// not skipped as a kind meshshift does not read.
+func TestReadsTrafficExtension(t *testing.T) {
+	inv, err := build(t, `apiVersion: extensions.istio.io/v1alpha1
+kind: TrafficExtension
+metadata: {name: lua-headers, namespace: shop}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Notes) != 0 || len(inv.Skipped) != 0 {
+		t.Errorf("notes %v, skipped %v; want the TrafficExtension read", inv.Notes, inv.Skipped)
+	}
+	found := false
+	for k := range inv.Index.Objects() {
+		found = found || k.Kind == "TrafficExtension"
+	}
+	if !found {
+		t.Error("the TrafficExtension is not in the index")
+	}
+}
