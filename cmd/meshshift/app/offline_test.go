@@ -53,6 +53,10 @@ var offlineCases = []struct {
 	{"bad-version", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad/bad-version.yaml"}, app.ExitError},
 	{"bad-not-yaml", []string{"precheck", "-f", "cmd/meshshift/app/testdata/bad/not-yaml.yaml"}, app.ExitError},
 	{"bad-all-reported", []string{"plan", "-f", "cmd/meshshift/app/testdata/bad"}, app.ExitError},
+	// A cluster dump with an object Istio cannot read: planned without it, exit 3;
+	// precheck's blockers (exit 2) win over a skipped object.
+	{"dump-skipped-plan", []string{"plan", "-f", "cli/testdata/dumps/bookinfo.yaml", "-f", "cli/testdata/dumps/istio-system.yaml", "--target", "ambient"}, app.ExitSkipped},
+	{"dump-skipped-precheck-blocked", []string{"precheck", "-f", "cli/testdata/dumps/bookinfo.yaml", "-f", "cli/testdata/dumps/l7-deny.yaml", "-f", "cli/testdata/dumps/istio-system.yaml"}, app.ExitBlocked},
 	{"bad-output-flag", []string{"plan", "-f", demo, "-o", "xml"}, app.ExitError},
 	{"bad-target-flag", []string{"plan", "-f", demo, "--target", "linkerd"}, app.ExitError},
 	{"bad-no-source", []string{"plan"}, app.ExitError},
