@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds the binaries the tests run (a real Kubernetes control plane, a real
-# node's kubelet, kube-proxy and containerd, kwok, and istiod with the helm CLI
-# and its chart) from the Go modules pinned under test/assets/, and caches them
+# node's kubelet, kube-proxy and containerd, kwok, istiod with the helm CLI
+# and its chart, and a Prometheus with Kubernetes service discovery) from the Go modules pinned under test/assets/, and caches them
 # outside the clone, keyed by a hash of each module's go.mod and go.sum. A
 # second run, even from a fresh clone, finds them and costs seconds.
 #
-#   hack/assets.sh [kube|kwok|istio|node|all]   build (or reuse) and print the folders
+#   hack/assets.sh [kube|kwok|istio|containerd|prometheus|node|all]   build (or reuse) and print the folders
 #
 # Cache root: $MESHSHIFT_ASSETS_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/meshshift/assets.
 # test/harness computes the same keys (see test/harness/assets.go).
@@ -105,6 +105,25 @@ containerd() {
   say "containerd ready in $dir"; echo "$dir"
 }
 
+# prometheus: a Prometheus with Kubernetes service discovery, which Debian's
+# package lacks; the real-node tests discover the node agents with it.
+prometheus() {
+  local dir; dir=$(key prometheus)
+  if [ -x "$dir/prometheus" ]; then
+    say "prometheus cached in $dir"; echo "$dir"; return
+  fi
+  local tmp="$dir.tmp"
+  mkdir -p "$tmp"
+  say "downloading modules for prometheus"
+  (cd "$root/test/assets/prometheus" && go mod download)
+  # Kubernetes discovery only (file, HTTP and static come with the minimum):
+  # the cloud discoveries would add their SDKs to the build.
+  CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -tags=remove_all_sd,enable_kubernetes_sd" \
+    build prometheus "$tmp/prometheus" github.com/prometheus/prometheus/cmd/prometheus
+  rm -rf "$dir" && mv "$tmp" "$dir"
+  say "prometheus ready in $dir"; echo "$dir"
+}
+
 istio() {
   local dir; dir=$(key istio)
   if [ -x "$dir/pilot-discovery" ] && [ -x "$dir/helm" ] && [ -d "$dir/istio-discovery" ]; then
@@ -129,7 +148,8 @@ case "$what" in
   kwok) kwok ;;
   istio) istio ;;
   containerd) containerd ;;
-  node) kube; containerd ;;
-  all) kube; kwok; istio; containerd ;;
-  *) echo "usage: $0 [kube|kwok|istio|containerd|node|all]" >&2; exit 2 ;;
+  prometheus) prometheus ;;
+  node) kube; containerd; prometheus ;;
+  all) kube; kwok; istio; containerd; prometheus ;;
+  *) echo "usage: $0 [kube|kwok|istio|containerd|prometheus|node|all]" >&2; exit 2 ;;
 esac

@@ -26,9 +26,19 @@ import (
 // Namespace is where the default overlay installs meshshift.
 const Namespace = "meshshift-system"
 
+// Options are a user's choices in the overlay over the shipped default.
+type Options struct {
+	// ManagerArgs are appended to the manager's arguments.
+	ManagerArgs []string
+	// AgentInterval, when set, replaces the agent's --interval=5s (how often
+	// it reads the kernel counters).
+	AgentInterval time.Duration
+}
+
 // overlay is a user's kustomization over the shipped default: the image
-// built locally (never pulled), and the manager's flags for this cluster.
-func overlay(base string, managerArgs []string) ([]byte, error) {
+// built locally (never pulled), and the flags of opts.
+func overlay(base string, opts Options) ([]byte, error) {
+	managerArgs := opts.ManagerArgs
 	args := make([]map[string]any, 0, len(managerArgs))
 	for _, a := range managerArgs {
 		args = append(args, map[string]any{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": a})
@@ -42,7 +52,15 @@ func overlay(base string, managerArgs []string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	agent, err := patch([]map[string]any{never})
+	agentOps := []map[string]any{never}
+	if opts.AgentInterval > 0 {
+		// The test op makes the patch fail loudly if the shipped arguments move.
+		const arg = "/spec/template/spec/containers/0/args/3"
+		agentOps = append(agentOps,
+			map[string]any{"op": "test", "path": arg, "value": "--interval=5s"},
+			map[string]any{"op": "replace", "path": arg, "value": "--interval=" + opts.AgentInterval.String()})
+	}
+	agent, err := patch(agentOps)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +80,7 @@ func overlay(base string, managerArgs []string) ([]byte, error) {
 // Render builds config/default of the repository at root under a user's
 // overlay (written into dir) with the kustomize library, as
 // `kustomize build` does.
-func Render(root, dir string, managerArgs []string) ([]*unstructured.Unstructured, error) {
+func Render(root, dir string, opts Options) ([]*unstructured.Unstructured, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("overlay folder: %w", err)
@@ -72,7 +90,7 @@ func Render(root, dir string, managerArgs []string) ([]*unstructured.Unstructure
 	if err != nil {
 		return nil, fmt.Errorf("overlay folder: %w", err)
 	}
-	b, err := overlay(base, managerArgs)
+	b, err := overlay(base, opts)
 	if err != nil {
 		return nil, fmt.Errorf("write overlay: %w", err)
 	}

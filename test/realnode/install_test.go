@@ -24,7 +24,7 @@ func TestInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := realnode.Render(root, t.TempDir(), []string{"--capabilities=ztunnel"})
+	objs, err := realnode.Render(root, t.TempDir(), realnode.Options{ManagerArgs: []string{"--capabilities=ztunnel"}})
 	if err != nil {
 		t.Fatal(err)
 	}
