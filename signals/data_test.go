@@ -16,6 +16,7 @@ func TestWorkloadName(t *testing.T) {
 		{"ReplicaSet", "web-7d9f", "web-7d9f-abcde", map[string]string{"pod-template-hash": "7d9f"}, "web"},
 		{"ReplicaSet", "standalone", "standalone-x", map[string]string{"pod-template-hash": "7d9f"}, "standalone"},
 		{"ReplicaSet", "rs", "rs-x", nil, "rs"},
+		{"ReplicaSet", "storefront-6b9c8d7f5", "storefront-6b9c8d7f5-q2x", map[string]string{"rollouts-pod-template-hash": "6b9c8d7f5"}, "storefront"},
 		{"StatefulSet", "db", "db-0", nil, "db"},
 		{"", "", "bare", nil, "bare"},
 	}

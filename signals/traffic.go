@@ -99,15 +99,19 @@ func (s *TrafficSnapshot) Lookup(namespace, workload string) (WorkloadTraffic, b
 
 // WorkloadName returns the name of the workload a pod belongs to: for a pod
 // owned by a ReplicaSet whose name ends in "-<pod-template-hash>" it is the
-// Deployment's name; otherwise the owner's name; with no owner, the pod's name.
-// The node agent's workload label and the traffic snapshot use the same name.
+// Deployment's name (an Argo Rollout's ReplicaSets carry the hash as
+// rollouts-pod-template-hash: the Rollout's name); otherwise the owner's
+// name; with no owner, the pod's name. The node agent's workload label and
+// the traffic snapshot use the same name.
 func WorkloadName(ownerKind, ownerName, podName string, podLabels map[string]string) string {
 	if ownerName == "" {
 		return podName
 	}
 	if ownerKind == "ReplicaSet" {
-		if h := podLabels["pod-template-hash"]; h != "" && strings.HasSuffix(ownerName, "-"+h) {
-			return ownerName[:len(ownerName)-len(h)-1]
+		for _, l := range []string{"pod-template-hash", "rollouts-pod-template-hash"} {
+			if h := podLabels[l]; h != "" && strings.HasSuffix(ownerName, "-"+h) {
+				return ownerName[:len(ownerName)-len(h)-1]
+			}
 		}
 	}
 	return ownerName
