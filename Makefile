@@ -81,7 +81,12 @@ verify: generate manifests ## Regenerate everything, then fail if the tree chang
 
 ##@ Run
 .PHONY: demo
-demo: deps assets ## Sidecar → ambient in 3 SLO-gated waves on a local control plane, with a breach rolled back; last line sums it up.
+demo: deps assets ## On a real node (root): meshshift from config/default and make image, real traffic, a breaking wave rolled back on the agent's figures; last line sums it up.
+	@$(GO) test -c -o bin/meshshift-demo ./test/demo
+	@cd test/demo && ../../bin/meshshift-demo -test.run '^TestDemoRealNode$$' -test.timeout 15m -realnode
+
+.PHONY: demo-sim
+demo-sim: deps assets ## Without root: sidecar → ambient in 3 SLO-gated waves on kwok nodes, with a breach rolled back.
 	@$(GO) test -c -o bin/meshshift-demo ./test/demo
 	@cd test/demo && ../../bin/meshshift-demo -test.run '^TestDemo$$' -test.timeout 10m
 
