@@ -3,13 +3,17 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 )
 
 // gRPC status codes named in this package (google.golang.org/grpc/codes).
@@ -61,8 +65,9 @@ type L7Side struct {
 	LatencySumNs uint64
 	// Fine is the same latency with FineSteps buckets per power of two
 	// (bucket FineSteps*i+j: [2^i*(1+j/FineSteps), 2^i*(1+(j+1)/FineSteps))
-	// microseconds), for close quantiles: see Quantile.
-	Fine [HistBuckets * FineSteps]uint64
+	// microseconds; only buckets with samples are present), for close
+	// quantiles: see Quantile.
+	Fine map[int]uint64
 	// Codes counts gRPC responses by grpc-status (gRPC only).
 	Codes [GRPCCodes]uint64
 }
@@ -90,9 +95,23 @@ func (s *L7Side) add(o *L7Side) {
 	for i := range s.Codes {
 		s.Codes[i] += o.Codes[i]
 	}
-	for i := range s.Fine {
-		s.Fine[i] += o.Fine[i]
+	if len(o.Fine) > 0 && s.Fine == nil {
+		s.Fine = make(map[int]uint64, len(o.Fine))
 	}
+	for i, n := range o.Fine {
+		s.Fine[i] += n
+	}
+}
+
+// clone returns a copy of s that shares no map with it.
+func (s *L7Stats) clone() L7Stats {
+	c := *s
+	for i := range 2 {
+		for _, l := range []*L7Side{&c.HTTP2[i], &c.GRPC[i]} {
+			l.Fine = maps.Clone(l.Fine)
+		}
+	}
+	return c
 }
 
 // FineSteps is the number of Fine buckets per power of two.
@@ -106,7 +125,7 @@ func fineBucket(ns uint64) int {
 	}
 	b := bucketOfNs(ns)
 	if b == HistBuckets-1 && us >= 1<<HistBuckets {
-		return len(L7Side{}.Fine) - 1
+		return HistBuckets*FineSteps - 1
 	}
 	lo := uint64(1) << b
 	j := int((us - lo) * FineSteps / lo)
@@ -131,7 +150,8 @@ func (s *L7Side) Quantile(q float64) (d time.Duration, ok bool) {
 	}
 	rank := uint64(math.Ceil(q * float64(total)))
 	var cum uint64
-	for i, n := range s.Fine {
+	for i := range HistBuckets * FineSteps {
+		n := s.Fine[i]
 		if cum+n >= rank {
 			b, j := i/FineSteps, i%FineSteps
 			lo := float64(uint64(1)<<b) * (1 + float64(j)/FineSteps)
@@ -192,6 +212,9 @@ func (s *L7Stats) record(side int, d h2Done) {
 	}
 	l.Responses[cls]++
 	l.Latency[bucketOfNs(d.latencyNs)]++
+	if l.Fine == nil {
+		l.Fine = map[int]uint64{}
+	}
 	l.Fine[fineBucket(d.latencyNs)]++
 	l.LatencySumNs += d.latencyNs
 }
@@ -208,6 +231,22 @@ type h2Tracker struct {
 	done  chan struct{}
 	// lastSweep is when live was last checked against the kernel.
 	lastSweep time.Time
+	tid       atomic.Int32 // the reader's thread
+}
+
+// cpu is the CPU time (user and system) the reader's thread used so far.
+func (t *h2Tracker) cpu() (time.Duration, error) {
+	tid := t.tid.Load()
+	if tid == 0 {
+		return 0, errors.New("http2 reader not running yet")
+	}
+	// The CPU clock of one thread: CPUCLOCK_SCHED | CPUCLOCK_PERTHREAD
+	// with the thread id (see clock_getcpuclockid(3)).
+	var ts unix.Timespec
+	if err := unix.ClockGettime(int32(^uint32(tid)<<3|6), &ts); err != nil {
+		return 0, fmt.Errorf("read the http2 reader's cpu clock: %w", err)
+	}
+	return time.Duration(ts.Nano()), nil
 }
 
 type h2Live struct {
@@ -294,6 +333,9 @@ const h2ConnLostOffset = 2*24 + 8 + 1
 
 func (t *h2Tracker) run() {
 	defer close(t.done)
+	// One OS thread, so that its CPU time can be read (cpu).
+	runtime.LockOSThread()
+	t.tid.Store(int32(unix.Gettid()))
 	var rec ringbuf.Record
 	var done []h2Done
 	for {
@@ -328,7 +370,7 @@ func (t *h2Tracker) read() map[uint64]L7Stats {
 	defer t.mu.Unlock()
 	out := make(map[uint64]L7Stats, len(t.stats))
 	for id, s := range t.stats {
-		out[id] = *s
+		out[id] = s.clone()
 	}
 	return out
 }

@@ -152,8 +152,22 @@ static __always_inline int h2_piece(struct h2_walk *w, struct h2_dir *d, __u8 ki
 	return h2_send(ev, n);
 }
 
+/* Goes over (or copies) the current frame's payload within the segment. */
+static __always_inline long h2_payload(struct h2_walk *w, struct h2_dir *d, __u32 avail)
+{
+	__u32 n = d->left < avail ? d->left : avail;
+	if (d->copy && h2_piece(w, d, H2_EV_PIECE, n) != 0) {
+		h2_lose(w->cookie, w->hc, w->ts);
+		return 1;
+	}
+	d->left -= n;
+	w->pos += n;
+	return 0;
+}
+
 /* One step of the frame walk: skips preface bytes, goes over (or copies) a
- * frame's payload within the segment, or reads a frame header. */
+ * frame's payload within the segment, or reads a frame header and goes over
+ * (or copies) the payload that follows it in the segment. */
 static long h2_step(__u32 i, struct h2_walk *w)
 {
 	struct h2_conn *hc = w->hc;
@@ -167,16 +181,8 @@ static long h2_step(__u32 i, struct h2_walk *w)
 		w->pos += n;
 		return 0;
 	}
-	if (d->left) {
-		__u32 n = d->left < avail ? d->left : avail;
-		if (d->copy && h2_piece(w, d, H2_EV_PIECE, n) != 0) {
-			h2_lose(w->cookie, hc, w->ts);
-			return 1;
-		}
-		d->left -= n;
-		w->pos += n;
-		return 0;
-	}
+	if (d->left)
+		return h2_payload(w, d, avail);
 	/* A frame header, whole in this segment or split over two. */
 	if (!d->have && avail >= 9) {
 		if (bpf_skb_load_bytes(w->skb, w->off + w->pos, d->hdr, 9) < 0) {
@@ -228,6 +234,8 @@ static long h2_step(__u32 i, struct h2_walk *w)
 		}
 		break;
 	}
+	if (d->left && w->pos < w->plen)
+		return h2_payload(w, d, w->plen - w->pos);
 	return 0;
 }
 

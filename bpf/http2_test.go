@@ -220,10 +220,10 @@ func (lc latencyCheck) agree(t *testing.T, before, after map[uint64]*bpf.Stats, 
 	t.Helper()
 	ok := true
 	for i, pick := range lc.pick {
-		var d bpf.L7Side
+		d := bpf.L7Side{Fine: map[int]uint64{}}
 		a, b := pick(after), pick(before)
-		for k := range d.Fine {
-			d.Fine[k] = a.Fine[k] - b.Fine[k]
+		for k, n := range a.Fine {
+			d.Fine[k] = n - b.Fine[k]
 		}
 		got, has := d.Quantile(0.99)
 		diff := float64(got-client) / float64(client)

@@ -359,6 +359,15 @@ func (o *Objects) HTTP2Connections() int {
 	return o.h2.liveConns()
 }
 
+// HTTP2ReaderCPU is the CPU time StartHTTP2's reader has used so far (its
+// own thread: HPACK decoding and request accounting).
+func (o *Objects) HTTP2ReaderCPU() (time.Duration, error) {
+	if o.h2 == nil {
+		return 0, errors.New("http2 reader: not started")
+	}
+	return o.h2.cpu()
+}
+
 // Close detaches and unloads everything.
 func (o *Objects) Close() error {
 	var err error

@@ -22,7 +22,7 @@ import (
 
 type workload struct {
 	name string
-	srv  *server
+	srv  interface{ addr() string }
 	run  func(addr string, d time.Duration) (float64, error)
 }
 
@@ -102,7 +102,20 @@ func runOverhead(rounds int, d time.Duration, empty, costOnly bool) (err error) 
 		return err
 	}
 	defer rrSrv.close()
-	wls := []workload{{"stream", streamSrv, stream}, {"rr", rrSrv, rr}, {"crr", rrSrv, crr}}
+	grpcSrv, err := startGRPCServer()
+	if err != nil {
+		return err
+	}
+	defer grpcSrv.close()
+	wls := []workload{{"stream", streamSrv, stream}, {"rr", rrSrv, rr}, {"crr", rrSrv, crr}, {"grpc", grpcSrv, grpcCalls}}
+	// The HTTP/2 reader runs throughout, as in the agent (idle while
+	// nothing is attached); its own CPU per gRPC call is measured in the
+	// agent's runs.
+	if err := objs.StartHTTP2(0); err != nil {
+		return err
+	}
+	var readerCPU time.Duration
+	var readerCalls float64
 
 	// Each round runs every workload without programs (off), with the
 	// agent's (agent) and with do-nothing programs at the same hooks (hooks):
@@ -131,7 +144,16 @@ func runOverhead(rounds int, d time.Duration, empty, costOnly bool) (err error) 
 					return err
 				}
 				cpu0 := cpuTime()
+				rc0, rerr := objs.HTTP2ReaderCPU()
 				v, err := w.run(w.srv.addr(), d)
+				if m == modeAgent && w.name == "grpc" && rerr == nil {
+					// The reader finishes the run's records within its poll.
+					time.Sleep(2 * bpf.DefaultHTTP2Poll)
+					if rc1, err := objs.HTTP2ReaderCPU(); err == nil {
+						readerCPU += rc1 - rc0
+						readerCalls += v * d.Seconds()
+					}
+				}
 				// CPU time of this process per unit of work (both ends and
 				// loopback's softirq run here): less sensitive to other
 				// tenants than throughput.
@@ -282,8 +304,13 @@ func runOverhead(rounds int, d time.Duration, empty, costOnly bool) (err error) 
 		}
 		fmt.Println(line)
 	}
-	fmt.Printf("agent: stream_ratio=%.3f rr_ratio=%.3f crr_ratio=%.3f ns_per_run=%.0f\n",
-		ratio(on, modeOff, "stream"), ratio(on, modeOff, "rr"), ratio(on, modeOff, "crr"), ns)
+	userUs := 0.0
+	if readerCalls > 0 {
+		userUs = readerCPU.Seconds() * 1e6 / readerCalls
+	}
+	fmt.Printf("grpc   user-space reader: cpu=%v calls=%.0f (both ends of each call are followed)\n", readerCPU, readerCalls)
+	fmt.Printf("agent: stream_ratio=%.3f rr_ratio=%.3f crr_ratio=%.3f grpc_ratio=%.3f ns_per_run=%.0f grpc_user_us_per_req=%.2f\n",
+		ratio(on, modeOff, "stream"), ratio(on, modeOff, "rr"), ratio(on, modeOff, "crr"), ratio(on, modeOff, "grpc"), ns, userUs)
 	return nil
 }
 

@@ -8,11 +8,11 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/meshshift/meshshift/bpf"
 	"github.com/meshshift/meshshift/bpf/agent"
@@ -59,12 +59,15 @@ func runRSS(n int) (err error) {
 	if _, err := objs.AttachCgroup(parent); err != nil {
 		return err
 	}
+	if err := objs.StartHTTP2(0); err != nil {
+		return err
+	}
 
 	pods := agent.StaticPods{}
 	var ln net.Listener
 	for i := range n {
 		uid := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
-		cg := filepath.Join(parent, "kubepods", "besteffort", "pod"+uid)
+		cg := h2PodCgroup(parent, i)
 		if err := os.MkdirAll(cg, 0o755); err != nil {
 			return fmt.Errorf("create cgroup: %w", err)
 		}
@@ -83,7 +86,25 @@ func runRSS(n int) (err error) {
 		}
 	}
 	defer ln.Close()
-
+	stopPeers, err := startH2Peers(parent, n)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopPeers()) }()
+	// Both ends of every connection are followed once their records are read.
+	for deadline := time.Now().Add(10 * time.Second); objs.HTTP2Connections() < 2*n; {
+		if time.Now().After(deadline) {
+			var h2, reqs uint64
+			if m, err := objs.Read(); err == nil {
+				for _, s := range m {
+					h2 += s.Proto[bpf.ProtoHTTP2]
+					reqs += s.L7.HTTP2[bpf.SideClient].Requests
+				}
+			}
+			return fmt.Errorf("http2 connections followed: %d, want %d (classified http2: %d, requests: %d)", objs.HTTP2Connections(), 2*n, h2, reqs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	col := agent.NewCollector(objs, parent, pods, nil)
 	h := agent.Handler("bench", col)
 	var agg *agent.Aggregate
@@ -99,14 +120,17 @@ func runRSS(n int) (err error) {
 			}
 		}
 	}
-	known := 0
+	known, h2 := 0, 0
 	for _, p := range agg.Pods {
 		if p.Known && p.Stats.ConnActiveOpened+p.Stats.ConnPassiveOpened > 0 {
 			known++
 		}
+		if p.Stats.L7.HTTP2[bpf.SideClient].Requests == 3 {
+			h2++
+		}
 	}
-	if known != n {
-		return fmt.Errorf("collector attributed traffic to %d pods, want %d", known, n)
+	if known != n || h2 != n {
+		return fmt.Errorf("collector attributed traffic to %d pods and HTTP/2 requests to %d, want %d", known, h2, n)
 	}
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -114,7 +138,7 @@ func runRSS(n int) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("agent: cgroups=%d tracked=%d %s rss_mib=%.1f peak_rss_mib=%.1f\n", n, agg.Cgroups, limit, rss, hwm)
+	fmt.Printf("agent: cgroups=%d tracked=%d http2_conns=%d %s rss_mib=%.1f peak_rss_mib=%.1f\n", n, agg.Cgroups, objs.HTTP2Connections(), limit, rss, hwm)
 	return nil
 }
 
