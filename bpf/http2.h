@@ -7,8 +7,8 @@
  * frames user space needs leave the kernel, through the h2_events ring
  * buffer: HEADERS, CONTINUATION and PUSH_PROMISE whole (their header block
  * fragments keep the connection's HPACK tables in step; at most H2_COPY_MAX
- * payload bytes each), and the frame header alone of a DATA frame that ends
- * its stream and of RST_STREAM. A frame split over segments goes out in
+ * payload bytes each), and the frame header alone of a response's DATA frame
+ * that ends its stream and of RST_STREAM. A frame split over segments goes out in
  * pieces, the first carrying the frame header. When a record cannot be sent
  * (the ring buffer is full), a header frame is over the bound or the stream
  * has a gap, the connection is marked lost: nothing more of it is sent but one
@@ -224,7 +224,8 @@ static long h2_step(__u32 i, struct h2_walk *w)
 		}
 		break;
 	case 0x0: /* DATA */
-		if (!(flags & 0x1)) /* END_STREAM */
+		/* Only the response's END_STREAM ends a request. */
+		if (!(flags & 0x1) || w->dir == 0) /* END_STREAM */
 			break;
 		/* fall through */
 	case 0x3: /* RST_STREAM */
