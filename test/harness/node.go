@@ -333,3 +333,10 @@ func (c *Cluster) waitRealNodeReady(ctx context.Context, kubelet *process) error
 		}
 	}
 }
+
+// Ctr runs ctr against the node's containerd in the k8s.io namespace (the
+// one kubelet uses) and returns its standard output, e.g.
+// Ctr(ctx, "tasks", "kill", "-s", "SIGKILL", id) to kill a container.
+func (n *Node) Ctr(ctx context.Context, args ...string) (string, error) {
+	return n.ctrOutput(ctx, args...)
+}

@@ -57,12 +57,19 @@ func (r *Result) Ratio(ns string, i int) float64 {
 	return a / c
 }
 
-// Run installs meshshift on the real node of c as a user does, starts
-// Prometheus, deploys the test app, runs the two-wave MeshMigration to its
-// end and measures. logf receives the timeline as it happens.
-func Run(t testing.TB, c *harness.Cluster, logf func(format string, args ...any)) (*Result, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
+// Env is meshshift installed on a real node with Prometheus and the test app.
+type Env struct {
+	Prom     *Prometheus
+	Workload *Workload
+	Load     *LoadClient
+	// Start is when the set-up began.
+	Start time.Time
+}
+
+// Setup installs meshshift on the real node of c as a user does, starts
+// Prometheus, deploys the test app and waits until the gate has a full
+// window of the agent's figures for both namespaces.
+func Setup(ctx context.Context, t testing.TB, c *harness.Cluster, logf func(format string, args ...any)) (*Env, error) {
 	start := time.Now()
 	root, err := harness.RepoRoot()
 	if err != nil {
@@ -121,6 +128,21 @@ func Run(t testing.TB, c *harness.Cluster, logf func(format string, args ...any)
 		}
 		logf("baseline %-7s %s (agent, %v window)", ns, f, window)
 	}
+	return &Env{Prom: prom, Workload: w, Load: lc, Start: start}, nil
+}
+
+// Run sets up (Setup), runs the two-wave MeshMigration to its end and
+// measures. logf receives the timeline as it happens.
+func Run(t testing.TB, c *harness.Cluster, logf func(format string, args ...any)) (*Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	env, err := Setup(ctx, t, c, logf)
+	if err != nil {
+		return nil, err
+	}
+	prom, w, lc, start := env.Prom, env.Workload, env.Load, env.Start
+	gate := Gate()
+	window := gate.Window.Duration
 
 	mm := Migration()
 	if err := c.Client.Create(ctx, mm); err != nil {
@@ -129,7 +151,7 @@ func Run(t testing.TB, c *harness.Cluster, logf func(format string, args ...any)
 	migStart := time.Now()
 	logf("MeshMigration %s: %s → %s, waves healthy=[%s] breaking=[%s], gate every %v over %v", mm.Name, "current", TargetMode,
 		HealthyNS, BreakingNS, gate.Interval.Duration, window)
-	final, err := followMigration(ctx, c.Client, logf)
+	final, err := FollowMigration(ctx, c.Client, MigrationName, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -224,13 +246,13 @@ func timeOf(t *metav1.Time) time.Time {
 	return t.Time
 }
 
-// followMigration polls the MeshMigration and logs every wave phase change
-// until each wave is Promoted, RolledBack or Failed.
-func followMigration(ctx context.Context, cl client.Client, logf func(string, ...any)) (*meshv1alpha1.MeshMigration, error) {
+// FollowMigration polls MeshMigration name and logs every wave phase change
+// until each wave is Promoted, or one is RolledBack or Failed.
+func FollowMigration(ctx context.Context, cl client.Client, name string, logf func(string, ...any)) (*meshv1alpha1.MeshMigration, error) {
 	seen := map[string]meshv1alpha1.WavePhase{}
 	var mm meshv1alpha1.MeshMigration
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if err := cl.Get(ctx, client.ObjectKey{Name: MigrationName}, &mm); err != nil {
+		if err := cl.Get(ctx, client.ObjectKey{Name: name}, &mm); err != nil {
 			return false, nil
 		}
 		done := len(mm.Status.Waves) == len(mm.Spec.Waves)
@@ -256,7 +278,7 @@ func followMigration(ctx context.Context, cl client.Client, logf func(string, ..
 		return done, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("follow MeshMigration %s: %w (wave phases %v)", MigrationName, err, seen)
+		return nil, fmt.Errorf("follow MeshMigration %s: %w (wave phases %v)", name, err, seen)
 	}
 	return &mm, nil
 }
