@@ -34,7 +34,8 @@ type Capabilities struct {
 	TCX       bool
 	// Programs: the agent's own programs load (the verifier accepts them).
 	// The program types existing is not enough: they use helpers and
-	// socket-storage access of later kernels (5.12 and newer).
+	// socket-storage access, bpf_loop and ring buffers of later kernels (5.17 and
+	// newer).
 	Programs bool
 }
 

@@ -20,7 +20,7 @@ func TestCapabilityLevels(t *testing.T) {
 	none := full
 	none.BTF = false
 	// Every hook type there, but the verifier rejects the agent's programs
-	// (a kernel older than 5.12): the agent cannot count there.
+	// (a kernel older than 5.17): the agent cannot count there.
 	rejected := full
 	rejected.Programs = false
 	for _, tt := range []struct {

@@ -70,7 +70,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if caps.Level() == signals.EBPFNone {
-		return fmt.Errorf("kernel %s cannot run the agent: it needs BTF, cgroup v2, sock_ops and cgroup_skb, and its programs to pass the verifier (kernel 5.12 or later)", caps.Release)
+		return fmt.Errorf("kernel %s cannot run the agent: it needs BTF, cgroup v2, sock_ops and cgroup_skb, and its programs to pass the verifier (kernel 5.17 or later)", caps.Release)
 	}
 	mnt := cfg.CgroupRoot
 	if mnt == "" {
