@@ -103,7 +103,7 @@ func testManagerOutage(ctx context.Context, t *testing.T, c *harness.Cluster) {
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "app"}},
 				Spec: corev1.PodSpec{
 					TerminationGracePeriodSeconds: ptr.To[int64](1),
-					Containers: []corev1.Container{{Name: "app", Image: image.TestAppTag, ImagePullPolicy: corev1.PullNever, Args: []string{"server", "--drain=0s"}}},
+					Containers:                    []corev1.Container{{Name: "app", Image: image.TestAppTag, ImagePullPolicy: corev1.PullNever, Args: []string{"server", "--drain=0s"}}},
 				},
 			},
 		},
