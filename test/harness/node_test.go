@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,20 +38,28 @@ func TestRealNode(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("a real node needs root")
 	}
-	before := harness.HostPathsPresent()
-	forward, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
-	if err != nil {
+	// Other test binaries may run real nodes too: look while none runs.
+	var before map[string]bool
+	var forward []byte
+	if err := harness.WithNodeLock(func() {
+		before = harness.HostPathsPresent()
+		forward, _ = os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	}); err != nil {
 		t.Fatal(err)
 	}
 	t.Run("pods", testNodePods)
-	if left := harness.Leftovers(); len(left) > 0 {
-		t.Errorf("left behind after the cluster stopped:\n  %s", strings.Join(left, "\n  "))
-	}
-	if diff := cmp.Diff(before, harness.HostPathsPresent()); diff != "" {
-		t.Errorf("host paths changed (-before +after):\n%s", diff)
-	}
-	if after, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); string(after) != string(forward) {
-		t.Errorf("ip_forward = %q after the test, want %q as before", after, forward)
+	if err := harness.WithNodeLock(func() {
+		if left := harness.Leftovers(); len(left) > 0 {
+			t.Errorf("left behind after the cluster stopped:\n  %s", strings.Join(left, "\n  "))
+		}
+		if diff := cmp.Diff(before, harness.HostPathsPresent()); diff != "" {
+			t.Errorf("host paths changed (-before +after):\n%s", diff)
+		}
+		if after, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); string(after) != string(forward) {
+			t.Errorf("ip_forward = %q after the test, want %q as before", after, forward)
+		}
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -265,4 +274,39 @@ func tryGet(url string) (string, int) {
 	defer func() { _ = resp.Body.Close() }()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.Header.Get("X-Pod"), resp.StatusCode
+}
+
+// TestRealNodeFailedStartLeavesNothing: a node whose start fails half-way
+// (containerd runs, the network is up, an image tarball is bad) is removed
+// by Stop like a running one, and StartE names the failure.
+func TestRealNodeFailedStartLeavesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts a real node")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("a real node needs root")
+	}
+	bad := filepath.Join(t.TempDir(), "bad.tar")
+	if err := os.WriteFile(bad, []byte("not a tarball"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := harness.StartE(ctx, harness.Options{RealNode: &harness.NodeOptions{Images: []string{bad}}})
+	if c == nil {
+		t.Fatalf("StartE returned no cluster to stop (err %v)", err)
+	}
+	if stopErr := c.Stop(); stopErr != nil {
+		t.Errorf("stop a half-started node: %v", stopErr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "bad.tar") {
+		t.Errorf("StartE with a bad image tarball: %v, want an error naming it", err)
+	}
+	if err := harness.WithNodeLock(func() {
+		if left := harness.Leftovers(); len(left) > 0 {
+			t.Errorf("left behind after a failed start:\n  %s", strings.Join(left, "\n  "))
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

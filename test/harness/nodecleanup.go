@@ -339,8 +339,22 @@ func unmountUnder(keep func(string) bool) error {
 	return nil
 }
 
+// WithNodeLock runs fn while holding the machine's real-node lock, so no
+// real node (of this or another test binary) starts or stops meanwhile:
+// checks of what a node left run under it.
+func WithNodeLock(fn func()) error {
+	lock, err := lockNode()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lock.Close() }()
+	fn()
+	return nil
+}
+
 // Leftovers lists what of a real node is on the machine now: its processes,
-// mounts, kubepods cgroups and network. Empty when no real node runs.
+// mounts, kubepods cgroups, kubelet's nftables tables and the node network.
+// Empty when no real node runs; call it under WithNodeLock.
 func Leftovers() []string {
 	var left []string
 	for _, pid := range nodePIDs() {
