@@ -77,7 +77,7 @@ type agentH2Event struct {
 
 type agentScanBuf struct {
 	_ structs.HostLayout
-	B [16]uint8
+	B [24]uint8
 }
 
 type agentSkState struct {
