@@ -104,10 +104,10 @@ generate-bpf: ## Regenerate bpf/*_bpfel.{go,o} (amd64, arm64) with Debian's clan
 	hack/deps.sh clang
 	$(GO) generate ./bpf/
 
-bench-agent: ## eBPF overhead on loopback, alternating with/without the programs; last line "agent: stream_ratio=… rr_ratio=… crr_ratio=… ns_per_run=…" (root).
+bench-agent: ## eBPF overhead on loopback (HTTP/1 stream, request/response, connect-request-close, gRPC), alternating off / do-nothing hooks / agent; last line "agent: stream_ratio=… rr_ratio=… crr_ratio=… grpc_ratio=… ns_per_run=… grpc_user_us_per_req=…" (root).
 	$(GO) run ./test/bench/agentbench -rounds 10 -run 300ms
 
-bench-agent-rss: ## The agent's RSS with 1,000 kubelet-shaped pod cgroups tracked (root).
+bench-agent-rss: ## The agent's RSS with 1,000 kubelet-shaped pod cgroups tracked and 1,000 live HTTP/2 connections followed (HPACK tables) (root).
 	$(GO) run ./test/bench/agentbench -rss -cgroups 1000
 
 ##@ Admission webhook (webhook/, test/bench/webhookbench)
@@ -119,3 +119,7 @@ bench-webhook: assets ## Handler micro-benchmarks, then meshshift vs no-op webho
 fuzz-webhook: ## Fuzz the webhook's decoding, handlers and patch encoding, 30s per target.
 	for f in FuzzDecodeReview FuzzDecodePod FuzzEncodePatch; do $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s -fuzzminimizetime $(FUZZMINIMIZE) ./webhook/internal/admjson || exit 1; done
 	for f in FuzzAdmissionReview FuzzPodMetadata; do $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s -fuzzminimizetime $(FUZZMINIMIZE) ./webhook || exit 1; done
+
+.PHONY: fuzz-agent
+fuzz-agent: ## Fuzz the agent's HTTP/2 frame follower and header-block handling, 30s per target.
+	for f in FuzzH2Events FuzzHeaderBlock; do $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s -fuzzminimizetime $(FUZZMINIMIZE) ./bpf || exit 1; done
