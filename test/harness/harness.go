@@ -232,6 +232,9 @@ func (c *Cluster) dumpLogs(t testing.TB) {
 	for _, p := range c.procs {
 		t.Logf("--- last lines of %s ---\n%s", p.name, p.tail(40))
 	}
+	if c.Node != nil {
+		c.Node.dumpPodLogs(t)
+	}
 }
 
 // NodeNames lists the kwok nodes this cluster made.

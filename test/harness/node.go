@@ -340,3 +340,14 @@ func (c *Cluster) waitRealNodeReady(ctx context.Context, kubelet *process) error
 func (n *Node) Ctr(ctx context.Context, args ...string) (string, error) {
 	return n.ctrOutput(ctx, args...)
 }
+
+// dumpPodLogs logs the last lines of every container log on the node
+// (kubelet's podLogsDir: <namespace>_<pod>_<uid>/<container>/<restart>.log).
+func (n *Node) dumpPodLogs(t interface{ Logf(string, ...any) }) {
+	files, _ := filepath.Glob(filepath.Join(n.Dir, "pod-logs", "*", "*", "*.log"))
+	for _, f := range files {
+		p := &process{name: f, log: f}
+		rel, _ := filepath.Rel(filepath.Join(n.Dir, "pod-logs"), f)
+		t.Logf("--- last lines of container log %s ---\n%s", rel, p.tail(15))
+	}
+}

@@ -174,12 +174,10 @@ func WaitReady(ctx context.Context, c *harness.Cluster) error {
 	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var dep appsv1.Deployment
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: "meshshift-manager"}, &dep); err != nil {
-			last = err.Error()
 			return false, nil
 		}
 		var ds appsv1.DaemonSet
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: "meshshift-agent"}, &ds); err != nil {
-			last = err.Error()
 			return false, nil
 		}
 		want := int32(1)
@@ -230,6 +228,9 @@ func podStates(ctx context.Context, cl client.Client) string {
 				s += "(" + cs.State.Waiting.Reason + " " + cs.State.Waiting.Message + ")"
 			case cs.State.Terminated != nil:
 				s += "(" + cs.State.Terminated.Reason + " " + cs.State.Terminated.Message + ")"
+			}
+			if t := cs.LastTerminationState.Terminated; t != nil {
+				s += fmt.Sprintf(" last exit %d %s %q", t.ExitCode, t.Reason, t.Message)
 			}
 			s += fmt.Sprintf(" restarts=%d", cs.RestartCount)
 		}
