@@ -94,7 +94,7 @@ func TestAgentCommandServesRealCounts(t *testing.T) {
 		}
 	})
 	// Standalone: no pod names, so the work cgroup's traffic is unattributed.
-	want := `meshshift_http_requests_total{namespace="",pod="",side="server",status_class="2xx",workload="unattributed"} 5`
+	want := `meshshift_http_requests_total{namespace="",pod="",protocol="http1",side="server",status_class="2xx",workload="unattributed"} 5`
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		body := agentGet(t, "http://"+addr+"/metrics")
