@@ -106,7 +106,8 @@ func Decide(in Input) Decision {
 
 	// 3. Features only a sidecar serves decide outright — for a workload asked
 	// to move, or one on a sidecar now. They never mesh a workload by themselves.
-	if ref, need := nd.strongest(); need == NeedBlock || need == NeedSidecar {
+	ref, need := nd.strongest()
+	if need == NeedBlock || need == NeedSidecar {
 		if c.asked || cur == v1alpha1.ModeSidecar {
 			rule := RuleFeatureSidecar
 			if need == NeedBlock {
@@ -126,7 +127,7 @@ func Decide(in Input) Decision {
 	// was asked for; a kept mode is only warned about.
 	if c.asked {
 		c, st.warnings = applyNeeds(c, &nd, st.warnings)
-	} else if ref, need := nd.strongest(); need != NeedNothing && !need.Serves(cur) && cur != v1alpha1.ModeNone {
+	} else if need != NeedNothing && !need.Serves(cur) && cur != v1alpha1.ModeNone {
 		st.warn(featureReason(ref) + "; it is not served while the workload runs " + string(cur))
 	}
 	return p.finish(&st, c)
@@ -297,20 +298,17 @@ func (p *Policy) finish(st *decideState, c candidate) Decision {
 	observed := !c.asked && c.mode == cur
 	idx := modeIndex(c.mode)
 	d := Decision{Mode: c.mode, Rule: c.rule, Policy: p.annotation, Warnings: st.warnings, Observed: observed}
+	if c.mode == v1alpha1.ModeAmbientWaypoint {
+		d.Waypoint = waypointFor(w, &in.Namespace)
+	}
 	switch {
 	case observed:
 		// The mesh's own labels already give this mode: write only meshshift's.
 		d.Labels = p.out.excluded[idx]
-		if c.mode == v1alpha1.ModeAmbientWaypoint {
-			d.Waypoint = waypointFor(w, &in.Namespace)
-		}
 	default:
 		d.Labels = p.out.labels[idx]
-		if c.mode == v1alpha1.ModeAmbientWaypoint {
-			d.Waypoint = waypointFor(w, &in.Namespace)
-			if d.Waypoint != DefaultWaypoint {
-				d.Labels = modeLabels(p.provider, c.mode, d.Waypoint)
-			}
+		if d.Waypoint != "" && d.Waypoint != DefaultWaypoint {
+			d.Labels = modeLabels(p.provider, c.mode, d.Waypoint)
 		}
 		d.LabelsToRemove = labelsToRemove(w.Labels, c.mode)
 		if p.provider == v1alpha1.MeshProviderIstio && c.mode != v1alpha1.ModeSidecar && w.Annotations[AnnotationLinkerdInject] == "enabled" {
