@@ -27,6 +27,24 @@ type AgentWorkload struct {
 	// Pods is how many of its pods the node has counters for.
 	Pods     int           `json:"pods"`
 	Counters AgentCounters `json:"counters"`
+	// Peers are the remote addresses of connections the workload's pods
+	// accepted on this node (who calls it), sorted by IP, at most
+	// MaxAgentPeers of them (the busiest); PeersDropped counts the accepted
+	// connections from addresses left out.
+	Peers        []AgentPeer `json:"peers,omitempty"`
+	PeersDropped uint64      `json:"peersDropped,omitempty"`
+}
+
+// MaxAgentPeers bounds AgentWorkload.Peers.
+const MaxAgentPeers = 256
+
+// AgentPeer is one remote address and how many connections from it a
+// workload accepted since the agent started.
+type AgentPeer struct {
+	// IP is the peer's address as the server saw it (IPv4 dotted, IPv6
+	// RFC 5952; an IPv4-mapped IPv6 address is given as IPv4).
+	IP          string `json:"ip"`
+	Connections uint64 `json:"connections"`
 }
 
 // AgentCounters are cumulative TCP and HTTP counters.
