@@ -49,6 +49,10 @@ type WorkloadTraffic struct {
 	RetransmitRate float64
 	// Protocols seen on the workload's connections, sorted, without duplicates.
 	Protocols []Protocol
+	// Callers are the workloads seen opening connections to this one (peers of
+	// its accepted connections, resolved through pod addresses), sorted by
+	// namespace and name, without duplicates.
+	Callers []WorkloadKey
 	// SampleTime is when the figures were measured (end of Window).
 	SampleTime time.Time
 	// Window is the span the rates are computed over.
