@@ -39,7 +39,7 @@ deps: ## Install the Debian packages the tests need (prometheus, iproute2, nftab
 	hack/deps.sh
 
 .PHONY: assets
-assets: ## Build (or reuse from the cache) the real control plane, kwok, istiod, a real node (kubelet, kube-proxy, containerd) and Prometheus the tests run.
+assets: ## Build (or reuse from the cache) the real control plane, kwok, istiod and istioctl, a real node (kubelet, kube-proxy, containerd) and Prometheus the tests run.
 	hack/assets.sh all >/dev/null
 
 .PHONY: test

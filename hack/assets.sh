@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries the tests run (a real Kubernetes control plane, a real
-# node's kubelet, kube-proxy and containerd, kwok, istiod with the helm CLI
-# and its chart, and a Prometheus with Kubernetes service discovery) from the Go modules pinned under test/assets/, and caches them
+# node's kubelet, kube-proxy and containerd, kwok, istiod with istioctl, the
+# helm CLI and istiod's chart, and a Prometheus with Kubernetes service discovery) from the Go modules pinned under test/assets/, and caches them
 # outside the clone, keyed by a hash of each module's go.mod and go.sum. A
 # second run, even from a fresh clone, finds them and costs seconds.
 #
@@ -126,7 +126,7 @@ prometheus() {
 
 istio() {
   local dir; dir=$(key istio)
-  if [ -x "$dir/pilot-discovery" ] && [ -x "$dir/helm" ] && [ -d "$dir/istio-discovery" ]; then
+  if [ -x "$dir/pilot-discovery" ] && [ -x "$dir/istioctl" ] && [ -x "$dir/helm" ] && [ -d "$dir/istio-discovery" ]; then
     say "istiod cached in $dir"; echo "$dir"; return
   fi
   local tmp="$dir.tmp"
@@ -134,6 +134,8 @@ istio() {
   say "downloading modules for istiod"
   (cd "$root/test/assets/istio" && go mod download)
   [ -x "$tmp/pilot-discovery" ] || build istio "$tmp/pilot-discovery" istio.io/istio/pilot/cmd/pilot-discovery
+  # istioctl from the same istio module: the tests run `istioctl analyze` as an oracle.
+  [ -x "$tmp/istioctl" ] || build istio "$tmp/istioctl" istio.io/istio/istioctl/cmd/istioctl
   [ -x "$tmp/helm" ] || build istio "$tmp/helm" helm.sh/helm/v4/cmd/helm
   # istiod's own chart, which renders the real injector ConfigMap and webhook configuration.
   local src; src=$(cd "$root/test/assets/istio" && go list -m -f '{{.Dir}}' istio.io/istio)/manifests/charts/istio-control/istio-discovery
