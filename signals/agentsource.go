@@ -23,21 +23,42 @@ import (
 // time between two reads of the same agent, summed over nodes. A node whose
 // agent did not answer keeps its last figures with their old SampleTime, so
 // WorkloadTraffic.Stale marks them; a node no longer listed is dropped.
+//
+// Callers: the peers of the connections a workload accepted (at most
+// MaxAgentPeers per workload and node, the busiest) are resolved through
+// Peers, the pod addresses as they are at the read that sees a peer's count
+// grow (an address a newer pod reuses names that pod); addresses no running
+// pod holds (nodes, host-network pods, outside the cluster) name no caller.
+// Callers are merged over nodes and remembered for CallerMemory; an agent's
+// first read counts every peer it saw since it started.
 type AgentSource struct {
 	// Endpoints lists the agents' base URLs ("http://10.0.0.7:9990"), for
 	// example AgentEndpoints over the agent DaemonSet's pods.
 	Endpoints func(ctx context.Context) ([]string, error)
 	// Client does the requests; nil means a client with a 5 s timeout.
 	Client *http.Client
+	// Peers resolves the peers of accepted connections (AgentWorkload.Peers)
+	// to the workloads that called, for WorkloadTraffic.Callers and
+	// CallerEdges; nil leaves Callers empty.
+	Peers PeerResolver
+	// CallerMemory is how long a caller stays in WorkloadTraffic.Callers
+	// after the last read that saw it open a connection; zero means
+	// DefaultCallerMemory.
+	CallerMemory time.Duration
 
 	mu    sync.Mutex
 	nodes map[string]*nodeState // by endpoint
+	seen  map[callerEdge]time.Time
 	snap  atomic.Pointer[TrafficSnapshot]
+	edges atomic.Pointer[CallerEdges]
 }
 
 type nodeState struct {
 	last   *AgentSnapshot
 	deltas map[WorkloadKey]*workloadDelta // from the last two reads
+	// callers are the connections each workload accepted from each caller
+	// between the last two reads.
+	callers map[WorkloadKey]map[WorkloadKey]uint64
 }
 
 type workloadDelta struct {
@@ -137,6 +158,7 @@ func (s *AgentSource) Refresh(ctx context.Context) error {
 			st.deltas = deltas(st.last, r.snap)
 		}
 		if st.last == nil || r.snap.Time.After(st.last.Time) {
+			s.observePeers(st, st.last, r.snap)
 			st.last = r.snap
 		}
 	}
@@ -145,7 +167,10 @@ func (s *AgentSource) Refresh(ctx context.Context) error {
 			delete(s.nodes, ep)
 		}
 	}
-	s.snap.Store(s.assemble(time.Now()))
+	now := time.Now()
+	edges := s.callerEdges(now)
+	s.snap.Store(s.assemble(now, edges))
+	s.edges.Store(&edges)
 	return errors.Join(errs...)
 }
 
@@ -222,7 +247,7 @@ func deltas(prev, cur *AgentSnapshot) map[WorkloadKey]*workloadDelta {
 	return out
 }
 
-func (s *AgentSource) assemble(now time.Time) *TrafficSnapshot {
+func (s *AgentSource) assemble(now time.Time, edges CallerEdges) *TrafficSnapshot {
 	type acc struct {
 		requests, responses, errors5xx, opened, retransmits float64
 		latency                                             []uint64
@@ -278,6 +303,9 @@ func (s *AgentSource) assemble(now time.Time) *TrafficSnapshot {
 			t.Protocols = append(t.Protocols, p)
 		}
 		sort.Slice(t.Protocols, func(i, j int) bool { return t.Protocols[i] < t.Protocols[j] })
+		if callers := edges[k]; len(callers) > 0 {
+			t.Callers = sortedCallers(callers)
+		}
 		snap.Workloads[k] = t
 	}
 	return snap
