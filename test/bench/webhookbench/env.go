@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -37,12 +38,21 @@ const (
 	pathCapture      = "/capture-mutate"
 	labelKey         = "bench.meshshift.io/label"
 	benchNamespace   = "bench"
+	// With istiod: both namespaces ask Istio for sidecars
+	// (istio-injection=enabled). No DataplanePolicy selects them, so in the
+	// first meshshift keeps the mode the mesh's labels give (sidecar: do no
+	// harm); the second carries meshshift's namespace annotation for ambient,
+	// as a migration wave writes it, and meshshift's labels keep istiod's
+	// injector away from its pods.
+	sidecarNamespace = "bench-sidecar"
+	ambientNamespace = "bench-ambient"
 	benchOwner       = "checkout-7d9f8c6b5" // the bench pod's ReplicaSet
 )
 
 type env struct {
 	captured chan admission.Request // what the API server sent to pathCapture
 	cluster  *harness.Cluster
+	istiod   *istiod // nil without -istiod
 	port     int
 	w        *webhook.Webhooks
 	tls      *tls.Config
@@ -51,9 +61,17 @@ type env struct {
 	done     chan error
 }
 
-func startEnv(ctx context.Context) (*env, error) {
+func startEnv(ctx context.Context, withIstiod bool) (*env, error) {
 	log.SetLogger(logrDiscard())
-	c, err := harness.StartE(ctx, harness.Options{})
+	var opts harness.Options
+	if withIstiod {
+		crds, err := istioCRDs()
+		if err != nil {
+			return nil, err
+		}
+		opts.CRDPaths = []string{crds}
+	}
+	c, err := harness.StartE(ctx, opts)
 	if err != nil {
 		if c != nil {
 			_ = c.Stop()
@@ -61,6 +79,12 @@ func startEnv(ctx context.Context) (*env, error) {
 		return nil, err
 	}
 	e := &env{cluster: c}
+	if withIstiod {
+		if e.istiod, err = startIstiod(ctx, c); err != nil {
+			e.stop()
+			return nil, err
+		}
+	}
 	if err := e.start(ctx); err != nil {
 		e.stop()
 		return nil, err
@@ -73,6 +97,9 @@ func (e *env) start(ctx context.Context) error {
 	for _, ns := range []*corev1.Namespace{
 		{ObjectMeta: metav1.ObjectMeta{Name: webhook.DefaultNamespace}},
 		{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace, Labels: map[string]string{"bench": "true"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: sidecarNamespace, Labels: map[string]string{"istio-injection": "enabled"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: ambientNamespace, Labels: map[string]string{"istio-injection": "enabled"},
+			Annotations: map[string]string{v1alpha1.AnnotationMode: string(v1alpha1.ModeAmbient)}}},
 	} {
 		if err := cl.Create(ctx, ns); err != nil {
 			return fmt.Errorf("create namespace %s: %w", ns.Name, err)
@@ -180,6 +207,9 @@ func (e *env) stop() {
 		case <-time.After(30 * time.Second):
 		}
 	}
+	if e.istiod != nil {
+		e.istiod.stop()
+	}
 	_ = e.cluster.Stop()
 }
 
@@ -187,15 +217,59 @@ func (e *env) stop() {
 type variant int
 
 const (
-	variantNoop      variant = iota // no-op mutating and validating handlers
-	variantLabel                    // a one-label patch, no-op validation
-	variantMeshshift                // meshshift's handlers
-	variantCapture                  // the capturing mutating handler, no-op validation
-	variantPolicy                   // no-op handlers, and a MutatingAdmissionPolicy adding one label
+	variantNoop         variant = iota // no-op mutating and validating handlers
+	variantLabel                       // a one-label patch, no-op validation
+	variantMeshshift                   // meshshift's handlers
+	variantCapture                     // the capturing mutating handler, no-op validation
+	variantPolicy                      // no-op handlers, and a MutatingAdmissionPolicy adding one label
+	variantIstiod                      // istiod's injector alone: no meshshift configuration, pods injected
+	variantIstioSidecar                // meshshift in front of istiod, pods decided sidecar (injected)
+	variantIstioAmbient                // meshshift in front of istiod, pods decided ambient (not injected)
+	variantIstioLabel                  // the one-label webhook (no-op validation) in front of istiod, pods injected
 )
 
 func (v variant) String() string {
-	return [...]string{"noop     ", "one-label", "meshshift", "capture  ", "policy   "}[v]
+	return [...]string{"noop     ", "one-label", "meshshift", "capture  ", "policy   ",
+		"istiod   ", "ms+istiod-sidecar", "ms+istiod-ambient", "label+istiod"}[v]
+}
+
+// meshshift says whether the variant's configurations point at meshshift's
+// own handlers.
+func (v variant) meshshift() bool {
+	return v == variantMeshshift || v == variantIstioSidecar || v == variantIstioAmbient
+}
+
+// injected says whether istiod injects the variant's pods.
+func (v variant) injected() bool {
+	return v == variantIstiod || v == variantIstioSidecar || v == variantIstioLabel
+}
+
+// labelled says whether the variant's pods get the one label.
+func (v variant) labelled() bool {
+	return v == variantLabel || v == variantPolicy || v == variantIstioLabel
+}
+
+// namespace is where the variant's pods are created.
+func (v variant) namespace() string {
+	switch v {
+	case variantIstiod, variantIstioSidecar, variantIstioLabel:
+		return sidecarNamespace
+	case variantIstioAmbient:
+		return ambientNamespace
+	}
+	return benchNamespace
+}
+
+// decision is the mode meshshift must decide for the variant's pods ("" for
+// variants without meshshift).
+func (v variant) decision() string {
+	switch v {
+	case variantMeshshift, variantIstioAmbient:
+		return string(v1alpha1.ModeAmbient)
+	case variantIstioSidecar:
+		return string(v1alpha1.ModeSidecar)
+	}
+	return ""
 }
 
 // labelPolicy is a MutatingAdmissionPolicy that adds the one label in the
@@ -241,7 +315,7 @@ func (e *env) install(ctx context.Context, v variant) error {
 	}
 	point := func(cc *admissionregistrationv1.WebhookClientConfig, other string) {
 		path := *cc.Service.Path
-		if v != variantMeshshift {
+		if !v.meshshift() {
 			path = other
 		}
 		cc.Service, cc.URL = nil, ptr.To("https://127.0.0.1:"+strconv.Itoa(e.port)+path)
@@ -249,7 +323,7 @@ func (e *env) install(ctx context.Context, v variant) error {
 	}
 	mutPath := pathNoopMutate
 	switch v {
-	case variantLabel:
+	case variantLabel, variantIstioLabel:
 		mutPath = pathLabelMutate
 	case variantCapture:
 		mutPath = pathCapture
@@ -266,6 +340,9 @@ func (e *env) install(ctx context.Context, v variant) error {
 		_ = cl.Delete(ctx, obj)
 	}
 	install := []client.Object{mut, val}
+	if v == variantIstiod {
+		install = nil // istiod's own configuration stays installed throughout
+	}
 	if v == variantPolicy {
 		install = append(install, pol, bind)
 	}
@@ -286,11 +363,11 @@ func (e *env) install(ctx context.Context, v variant) error {
 	// Wait until the API server calls the new configuration.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		pod := benchPod("probe-")
+		pod := benchPod(v.namespace(), "probe-")
 		err := cl.Create(ctx, pod, client.DryRunAll)
-		_, decided := pod.Annotations[v1alpha1.AnnotationDecision]
 		_, labelled := pod.Labels[labelKey]
-		if err == nil && decided == (v == variantMeshshift) && labelled == (v == variantLabel || v == variantPolicy) {
+		if err == nil && decidedMode(pod) == v.decision() && hasIstioProxy(pod) == v.injected() &&
+			labelled == v.labelled() {
 			if v != variantCapture {
 				return nil
 			}
@@ -319,10 +396,10 @@ func waitGone(ctx context.Context, cl client.Client, obj client.Object) error {
 }
 
 // benchPod is a Deployment-shaped pod: owner, a dozen labels, two containers.
-func benchPod(generateName string) *corev1.Pod {
+func benchPod(namespace, generateName string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: generateName, Namespace: benchNamespace,
+			GenerateName: generateName, Namespace: namespace,
 			Labels: map[string]string{"app": "checkout", "app.kubernetes.io/name": "checkout", "app.kubernetes.io/part-of": "shop",
 				"app.kubernetes.io/version": "1.42.0", "pod-template-hash": "7d9f8c6b5", "team": "payments", "tier": "backend",
 				"version": "v1", "env": "prod", "region": "eu-west-1"},
@@ -353,7 +430,7 @@ func (e *env) apiServerReview(ctx context.Context) ([]byte, error) {
 	for len(e.captured) > 0 {
 		<-e.captured
 	}
-	pod := benchPod("")
+	pod := benchPod(benchNamespace, "")
 	pod.Name = "checkout-7d9f8c6b5-x2x9q"
 	if err := e.cluster.Client.Create(ctx, pod); err != nil {
 		return nil, fmt.Errorf("create the captured pod: %w", err)
@@ -371,4 +448,24 @@ func (e *env) apiServerReview(ctx context.Context) ([]byte, error) {
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request:  &req.AdmissionRequest,
 	})
+}
+
+// hasIstioProxy says whether istiod injected its proxy (a native sidecar in
+// initContainers, or a container).
+func hasIstioProxy(p *corev1.Pod) bool {
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range cs {
+			if c.Name == "istio-proxy" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// decidedMode is the mode of the pod's meshshift.io/decision annotation
+// ("<mode>/<rule>"), "" when it has none.
+func decidedMode(p *corev1.Pod) string {
+	mode, _, _ := strings.Cut(p.Annotations[v1alpha1.AnnotationDecision], "/")
+	return mode
 }
