@@ -184,6 +184,22 @@ func ValidateMeshMigrationSpec(spec *v1alpha1.MeshMigrationSpec) field.ErrorList
 	if spec.ApprovedWaves < 0 {
 		errs = append(errs, field.Invalid(sp.Child("approvedWaves"), spec.ApprovedWaves, "must be zero or more"))
 	}
+	switch spec.PolicyMigration {
+	case "", v1alpha1.PolicyMigrationPropose, v1alpha1.PolicyMigrationApply:
+	default:
+		errs = append(errs, field.NotSupported(sp.Child("policyMigration"), spec.PolicyMigration,
+			[]string{string(v1alpha1.PolicyMigrationPropose), string(v1alpha1.PolicyMigrationApply)}))
+	}
+	switch spec.OriginalPolicies {
+	case "", v1alpha1.OriginalPoliciesKeep:
+	case v1alpha1.OriginalPoliciesRemove:
+		if spec.PolicyMigration != v1alpha1.PolicyMigrationApply {
+			errs = append(errs, field.Invalid(sp.Child("originalPolicies"), spec.OriginalPolicies, "Remove needs spec.policyMigration Apply"))
+		}
+	default:
+		errs = append(errs, field.NotSupported(sp.Child("originalPolicies"), spec.OriginalPolicies,
+			[]string{string(v1alpha1.OriginalPoliciesKeep), string(v1alpha1.OriginalPoliciesRemove)}))
+	}
 	if spec.Gate != nil {
 		errs = append(errs, validateGate(sp.Child("gate"), spec.Gate)...)
 	}

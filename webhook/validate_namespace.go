@@ -91,7 +91,7 @@ func (v *NamespaceValidator) owningWave(ctx context.Context, ns string) (migrati
 // waveActive reports whether a wave in phase p owns its namespaces.
 func waveActive(p v1alpha1.WavePhase) bool {
 	switch p {
-	case v1alpha1.WavePrechecking, v1alpha1.WaveFlipping, v1alpha1.WaveRestarting, v1alpha1.WaveBaking, v1alpha1.WaveRollingBack:
+	case v1alpha1.WavePrechecking, v1alpha1.WaveMovingPolicies, v1alpha1.WaveFlipping, v1alpha1.WaveRestarting, v1alpha1.WaveBaking, v1alpha1.WaveRollingBack:
 		return true
 	}
 	return false

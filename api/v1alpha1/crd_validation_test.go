@@ -49,6 +49,9 @@ func TestCRDValidation(t *testing.T) {
 		if got.Spec.Approval != meshv1alpha1.ApprovalAutomatic {
 			t.Errorf("approval default = %q, want Automatic", got.Spec.Approval)
 		}
+		if got.Spec.PolicyMigration != meshv1alpha1.PolicyMigrationPropose || got.Spec.OriginalPolicies != meshv1alpha1.OriginalPoliciesKeep {
+			t.Errorf("policyMigration, originalPolicies defaults = %q, %q, want Propose, Keep", got.Spec.PolicyMigration, got.Spec.OriginalPolicies)
+		}
 		if got.Spec.Gate.FailuresToBreach != 3 || got.Spec.Gate.Interval.Duration != 30*time.Second {
 			t.Errorf("gate defaults = %+v, want failuresToBreach 3, interval 30s", got.Spec.Gate)
 		}
@@ -82,6 +85,24 @@ func TestCRDValidation(t *testing.T) {
 				BatchSize:  ptrIntStr(intstr.FromInt32(2)),
 			},
 			want: "waves and batchSize are exclusive",
+		},
+		{
+			name: "remove originals without apply",
+			spec: meshv1alpha1.MeshMigrationSpec{
+				TargetMode:       meshv1alpha1.ModeAmbientWaypoint,
+				Namespaces:       &meshv1alpha1.NamespaceTarget{Names: []string{"a"}},
+				OriginalPolicies: meshv1alpha1.OriginalPoliciesRemove,
+			},
+			want: "originalPolicies Remove needs policyMigration Apply",
+		},
+		{
+			name: "unknown policy migration",
+			spec: meshv1alpha1.MeshMigrationSpec{
+				TargetMode:      meshv1alpha1.ModeAmbientWaypoint,
+				Namespaces:      &meshv1alpha1.NamespaceTarget{Names: []string{"a"}},
+				PolicyMigration: "Rewrite",
+			},
+			want: "spec.policyMigration: Unsupported value",
 		},
 		{
 			name: "batch percentage over 100",

@@ -9,6 +9,7 @@ import (
 // and what SLOs a wave must keep to be promoted.
 // +kubebuilder:validation:XValidation:rule="!(has(self.waves) && has(self.batchSize))",message="waves and batchSize are exclusive: give explicit waves or a batch size, not both"
 // +kubebuilder:validation:XValidation:rule="has(self.waves) || has(self.namespaces)",message="namespaces is required unless explicit waves list them"
+// +kubebuilder:validation:XValidation:rule="!has(self.originalPolicies) || self.originalPolicies != 'Remove' || (has(self.policyMigration) && self.policyMigration == 'Apply')",message="originalPolicies Remove needs policyMigration Apply"
 type MeshMigrationSpec struct {
 	// targetMode is the mode the namespaces move to.
 	TargetMode Mode `json:"targetMode"`
@@ -72,7 +73,52 @@ type MeshMigrationSpec struct {
 	// rollbackRequested rolls back every wave of the migration, newest first.
 	// +optional
 	RollbackRequested bool `json:"rollbackRequested,omitempty"`
+
+	// policyMigration says what a wave does with workloads that only
+	// selector-attached L7 policies (AuthorizationPolicy, RequestAuthentication)
+	// keep on a sidecar, because ztunnel would enforce them as deny-all or not
+	// at all. Propose (the default) blocks the wave and writes the
+	// waypoint-attached equivalents into status.waves[].policyProposal for
+	// review. Apply moves them during the wave: the waypoint first (programmed
+	// by istiod), then targetRefs copies of the policies, then each original
+	// narrowed to pods still on a sidecar, then the flip; a rollback restores
+	// the originals exactly.
+	// +kubebuilder:validation:Enum=Propose;Apply
+	// +kubebuilder:default=Propose
+	// +optional
+	PolicyMigration PolicyMigrationMode `json:"policyMigration,omitempty"`
+
+	// originalPolicies says what becomes of the originals of moved policies
+	// once their wave is promoted: Keep leaves them narrowed to sidecar pods
+	// (the default); Remove deletes them (a later rollback recreates them from
+	// the namespace's record). Remove needs policyMigration Apply.
+	// +kubebuilder:validation:Enum=Keep;Remove
+	// +kubebuilder:default=Keep
+	// +optional
+	OriginalPolicies OriginalPoliciesMode `json:"originalPolicies,omitempty"`
 }
+
+// PolicyMigrationMode says whether a wave moves selector-attached L7 policies
+// to the waypoint.
+type PolicyMigrationMode string
+
+const (
+	// PolicyMigrationPropose blocks a wave that needs a policy move and
+	// writes the proposal into the wave's status.
+	PolicyMigrationPropose PolicyMigrationMode = "Propose"
+	// PolicyMigrationApply moves the policies during the wave.
+	PolicyMigrationApply PolicyMigrationMode = "Apply"
+)
+
+// OriginalPoliciesMode says what happens to moved policies' originals on promotion.
+type OriginalPoliciesMode string
+
+const (
+	// OriginalPoliciesKeep leaves the originals narrowed to sidecar pods.
+	OriginalPoliciesKeep OriginalPoliciesMode = "Keep"
+	// OriginalPoliciesRemove deletes the originals when the wave is promoted.
+	OriginalPoliciesRemove OriginalPoliciesMode = "Remove"
+)
 
 // NamespaceTarget picks namespaces by name or by label selector.
 // +kubebuilder:validation:XValidation:rule="has(self.names) || has(self.selector)",message="give names or a selector"
@@ -207,13 +253,16 @@ type WavePhase string
 const (
 	WavePending     WavePhase = "Pending"
 	WavePrechecking WavePhase = "Prechecking"
-	WaveFlipping    WavePhase = "Flipping"
-	WaveRestarting  WavePhase = "Restarting"
-	WaveBaking      WavePhase = "Baking"
-	WavePromoted    WavePhase = "Promoted"
-	WaveRollingBack WavePhase = "RollingBack"
-	WaveRolledBack  WavePhase = "RolledBack"
-	WaveFailed      WavePhase = "Failed"
+	// WaveMovingPolicies moves selector-attached L7 policies to the waypoint
+	// before the flip (spec.policyMigration Apply).
+	WaveMovingPolicies WavePhase = "MovingPolicies"
+	WaveFlipping       WavePhase = "Flipping"
+	WaveRestarting     WavePhase = "Restarting"
+	WaveBaking         WavePhase = "Baking"
+	WavePromoted       WavePhase = "Promoted"
+	WaveRollingBack    WavePhase = "RollingBack"
+	WaveRolledBack     WavePhase = "RolledBack"
+	WaveFailed         WavePhase = "Failed"
 )
 
 // SLIValue is one SLI at one check.
@@ -299,6 +348,21 @@ type WaveStatus struct {
 	// message is the wave's verdict or current step, for people.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// policyProposal is the policy move the wave's precheck computed, one line
+	// per moved policy and per reason a policy cannot move (spec.policyMigration).
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=200
+	// +optional
+	PolicyProposal []string `json:"policyProposal,omitempty"`
+	// policyStep is the step of the policy move of the wave's namespaces
+	// (MovingPolicies phase), for people: the namespaces' records hold what is
+	// needed to continue or undo it.
+	// +optional
+	PolicyStep string `json:"policyStep,omitempty"`
+	// waypointProgrammedAt is when istiod reported every waypoint of the wave
+	// programmed and its Deployment available.
+	// +optional
+	WaypointProgrammedAt *metav1.Time `json:"waypointProgrammedAt,omitempty"`
 }
 
 // MeshMigrationStatus is the progress of a migration. Together with the
