@@ -116,9 +116,9 @@ bench-agent-rss: ## The agent's RSS with 1,000 kubelet-shaped pod cgroups tracke
 
 ##@ Admission webhook (webhook/, test/bench/webhookbench)
 .PHONY: bench-webhook fuzz-webhook
-bench-webhook: assets ## Handler micro-benchmarks, then meshshift vs no-op webhooks through the real API server and over direct HTTPS; last line "webhook: create_ratio=… direct_ratio=… p99_ms=… rps=…".
+bench-webhook: assets ## Handler micro-benchmarks, then meshshift vs no-op and one-label webhooks, and in front of the real istiod, through the real API server, and over direct HTTPS; last line "webhook: create_ratio=… label_ratio=… istiod_ratio=… ambient_vs_sidecar=… direct_ratio=… p99_ms=… rps=…".
 	$(GO) test -run '^$$' -bench 'BenchmarkServe|BenchmarkHandleMutatePod|BenchmarkDecode' -benchtime 1s -count 1 ./webhook ./webhook/internal/admjson
-	$(GO) run ./test/bench/webhookbench -rounds 8 -pods 400 -direct-rounds 24 -reviews 3000
+	$(GO) run ./test/bench/webhookbench -rounds 6 -pods 400 -direct-rounds 24 -reviews 3000
 
 fuzz-webhook: ## Fuzz the webhook's decoding, handlers and patch encoding, 30s per target.
 	for f in FuzzDecodeReview FuzzDecodePod FuzzEncodePatch; do $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s -fuzzminimizetime $(FUZZMINIMIZE) ./webhook/internal/admjson || exit 1; done
