@@ -192,6 +192,68 @@ static __always_inline void conn_free(struct conn *c)
 	__sync_lock_test_and_set(&c->cookie, 0); /* a full barrier: zeroed first */
 }
 
+/* Who calls whom: per (cgroup, peer address), the connections the cgroup's
+ * sockets accepted from that address, counted at
+ * BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB (the handshake of an accepted
+ * connection completed; connections a socket opens are not counted). An IPv4
+ * peer is stored as its IPv4-mapped IPv6 address, as a dual-stack listener
+ * sees it. The map is an LRU hash bounded by the loader (Options.MaxPeers):
+ * when it is full the kernel evicts the least recently used pairs (an LRU hash
+ * may also evict a little before it is full), so an evicted pair's count
+ * starts again from zero if the peer comes back, and user space reports the
+ * accepted connections it cannot put on a listed peer as dropped. */
+struct peer_key {
+	__u64 cgid;
+	__u32 addr[4]; /* network byte order */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384); /* set by the loader */
+	__type(key, struct peer_key);
+	__type(value, __u64); /* connections accepted */
+} peers SEC(".maps");
+
+#define AF_INET_ 2
+
+static __always_inline void peer_accepted(struct bpf_sock_ops *skops, __u64 cgid)
+{
+	if (!cgid)
+		return;
+	struct peer_key k = {.cgid = cgid};
+	/* Every field read at its own constant offset (the verifier refuses a
+	 * context access at a computed one, which merged branches would make). */
+	__u32 v4 = skops->remote_ip4;
+	barrier_var(v4);
+	__u32 a0 = skops->remote_ip6[0], a1 = skops->remote_ip6[1];
+	__u32 a2 = skops->remote_ip6[2], a3 = skops->remote_ip6[3];
+	barrier_var(a0);
+	barrier_var(a1);
+	barrier_var(a2);
+	barrier_var(a3);
+	if (skops->family == AF_INET_) {
+		k.addr[2] = bpf_htonl(0xffff);
+		k.addr[3] = v4;
+	} else {
+		k.addr[0] = a0;
+		k.addr[1] = a1;
+		k.addr[2] = a2;
+		k.addr[3] = a3;
+	}
+	__u64 *n = bpf_map_lookup_elem(&peers, &k);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	__u64 one = 1;
+	if (bpf_map_update_elem(&peers, &k, &one, BPF_NOEXIST) == 0)
+		return;
+	/* Another CPU added it first. */
+	n = bpf_map_lookup_elem(&peers, &k);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
 static __always_inline __u32 slot_for(__u64 cgid)
 {
 	if (!cgid)
@@ -335,7 +397,10 @@ int meshshift_sockops(struct bpf_sock_ops *skops)
 		if (!tp)
 			return 1;
 		struct cgroup *cg = tp->inet_conn.icsk_inet.sk.sk_cgrp_data.cgroup;
-		slot = slot_for(cg ? cg->kn->id : 0);
+		__u64 cgid = cg ? cg->kn->id : 0;
+		slot = slot_for(cgid);
+		if (op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+			peer_accepted(skops, cgid);
 	}
 	struct cg_stats *s = stats_at(slot);
 	if (!s)

@@ -75,6 +75,12 @@ type agentH2Event struct {
 	Data   [4096]uint8
 }
 
+type agentPeerKey struct {
+	_    structs.HostLayout
+	Cgid uint64
+	Addr [4]uint32
+}
+
 type agentScanBuf struct {
 	_ structs.HostLayout
 	B [24]uint8
@@ -103,6 +109,7 @@ const (
 	agentMapH2Conns           = "h2_conns"
 	agentMapH2Events          = "h2_events"
 	agentMapH2Scratch         = "h2_scratch"
+	agentMapPeers             = "peers"
 	agentMapScanBufs          = "scan_bufs"
 	agentMapSkStates          = "sk_states"
 	agentMapSlotAlloc         = "slot_alloc"
@@ -175,6 +182,7 @@ type agentMapSpecs struct {
 	H2Conns   *ebpf.MapSpec `ebpf:"h2_conns"`
 	H2Events  *ebpf.MapSpec `ebpf:"h2_events"`
 	H2Scratch *ebpf.MapSpec `ebpf:"h2_scratch"`
+	Peers     *ebpf.MapSpec `ebpf:"peers"`
 	ScanBufs  *ebpf.MapSpec `ebpf:"scan_bufs"`
 	SkStates  *ebpf.MapSpec `ebpf:"sk_states"`
 	SlotAlloc *ebpf.MapSpec `ebpf:"slot_alloc"`
@@ -215,6 +223,7 @@ type agentMaps struct {
 	H2Conns   *ebpf.Map `ebpf:"h2_conns"`
 	H2Events  *ebpf.Map `ebpf:"h2_events"`
 	H2Scratch *ebpf.Map `ebpf:"h2_scratch"`
+	Peers     *ebpf.Map `ebpf:"peers"`
 	ScanBufs  *ebpf.Map `ebpf:"scan_bufs"`
 	SkStates  *ebpf.Map `ebpf:"sk_states"`
 	SlotAlloc *ebpf.Map `ebpf:"slot_alloc"`
@@ -229,6 +238,7 @@ func (m *agentMaps) Close() error {
 		m.H2Conns,
 		m.H2Events,
 		m.H2Scratch,
+		m.Peers,
 		m.ScanBufs,
 		m.SkStates,
 		m.SlotAlloc,

@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -50,11 +51,19 @@ type KernelStats agentCgStats
 type Stats struct {
 	KernelStats
 	L7 L7Stats
+	// Peers counts the connections the cgroup accepted, by the peer's
+	// address (who calls it; IPv4 peers as IPv4 addresses). A pair the
+	// kernel's bounded map evicted (Options.MaxPeers) counts from zero again
+	// when the peer comes back; accepted connections on no listed peer are
+	// ConnPassiveOpened minus the sum of Peers. nil when none. Add allocates
+	// its own map: a copy of a Stats shares the map until then.
+	Peers map[netip.Addr]uint64
 }
 
 // Add adds o's counters to s.
 func (s *Stats) Add(o *Stats) {
 	s.L7.Add(&o.L7)
+	s.addPeers(o.Peers)
 	s.ConnActiveOpened += o.ConnActiveOpened
 	s.ConnPassiveOpened += o.ConnPassiveOpened
 	s.ConnFailed += o.ConnFailed
@@ -120,6 +129,11 @@ type Options struct {
 	// HTTP2Conns bounds the HTTP/2 connections followed at once (1 to
 	// 1,048,576; 0 means 16,384); further ones are not followed.
 	HTTP2Conns int
+	// MaxPeers bounds the (cgroup, peer address) pairs whose accepted
+	// connections are counted (1 to 1,048,576; 0 means DefaultMaxPeers).
+	// The kernel map is an LRU hash: when it is full, the least recently
+	// used pairs are evicted. About 100 bytes of kernel memory per pair.
+	MaxPeers int
 }
 
 // Defaults of Options.
@@ -151,6 +165,13 @@ func Load(opts Options) (*Objects, error) {
 	if h2conns < 1 || h2conns > 1<<20 {
 		return nil, fmt.Errorf("http2 conns %d: allowed 1 to %d", opts.HTTP2Conns, 1<<20)
 	}
+	peers := opts.MaxPeers
+	if peers == 0 {
+		peers = DefaultMaxPeers
+	}
+	if peers < 1 || peers > 1<<20 {
+		return nil, fmt.Errorf("max peers %d: allowed 1 to %d", opts.MaxPeers, 1<<20)
+	}
 	spec, err := loadAgent()
 	if err != nil {
 		return nil, fmt.Errorf("load program spec: %w", err)
@@ -164,6 +185,7 @@ func Load(opts Options) (*Objects, error) {
 	}
 	spec.Maps["h2_events"].MaxEntries = uint32(ring)
 	spec.Maps["h2_conns"].MaxEntries = uint32(h2conns)
+	spec.Maps["peers"].MaxEntries = uint32(peers)
 	if err := spec.Variables["h2_wake_bytes"].Set(uint32(ring / 4)); err != nil {
 		return nil, fmt.Errorf("set http2 wake-up bytes: %w", err)
 	}
@@ -244,6 +266,12 @@ func (o *Objects) Programs() map[string]*ebpf.Program {
 // cgroup id (0: traffic that could not be attributed: sockets without a
 // cgroup, such as resets sent for no socket, and cgroups beyond MaxCgroups).
 func (o *Objects) Read() (map[uint64]*Stats, error) {
+	// Peers before counters: a connection accepted in between is in the
+	// counters, so the peers' sum never exceeds ConnPassiveOpened.
+	peers, err := o.readPeers()
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[uint64]*Stats)
 	var vals []agentCgStats
 	read := func(id uint64, slot uint32) error {
@@ -255,6 +283,7 @@ func (o *Objects) Read() (map[uint64]*Stats, error) {
 			v := Stats{KernelStats: KernelStats(vals[i])}
 			sum.Add(&v)
 		}
+		sum.Peers = peers[id]
 		out[id] = sum
 		return nil
 	}
@@ -312,6 +341,9 @@ func (o *Objects) Forget(ids []uint64) error {
 		if err := o.objs.FreeSlots.Put(nil, slot); err != nil {
 			errs = append(errs, fmt.Errorf("free slot %d: %w", slot, err))
 		}
+	}
+	if err := o.forgetPeers(ids); err != nil {
+		errs = append(errs, err)
 	}
 	if o.h2 != nil {
 		o.h2.forget(ids)

@@ -157,7 +157,7 @@ func (c *Collector) Collect() (*Aggregate, error) {
 	}
 
 	agg := &Aggregate{Time: now, Cgroups: len(raw)}
-	agg.Unattributed = c.retiredNone
+	agg.Unattributed.Add(&c.retiredNone) // a copy would share its Peers map
 	byUID := map[string]*PodStats{}
 	pod := func(uid string) *PodStats {
 		ps := byUID[uid]

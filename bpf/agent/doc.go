@@ -43,6 +43,19 @@
 //
 // Histogram buckets are powers of four microseconds (4us .. 16.8s, 12 buckets).
 //
+// Who calls whom: the snapshot's AgentWorkload.Peers lists, per workload, the
+// remote addresses of the connections its pods accepted (counted by the kernel
+// when an accepted connection's handshake completes; connections a pod opens
+// are not its peers), IPv4-mapped IPv6 addresses as IPv4, at most
+// signals.MaxAgentPeers of them (the busiest); PeersDropped counts the
+// accepted connections on no listed peer. The kernel keeps the counts in an
+// LRU map of bpf.Options.MaxPeers (cgroup, address) pairs (default
+// bpf.DefaultMaxPeers, about 100 bytes each): when it is full the least
+// recently used pairs are evicted, their connections then count as dropped
+// and a returning peer counts from zero again. There is no per-peer metric
+// here: the manager resolves the addresses to workloads and exports the
+// bounded metric.
+//
 // This package must not import policies, webhook, migrator or cmd; of signals
 // it uses only the plain snapshot types.
 package agent

@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"sort"
 	"time"
 
@@ -215,6 +216,47 @@ func AgentCounters(s *bpf.Stats) signals.AgentCounters {
 	return out
 }
 
+// AgentPeers lists the peers of s's accepted connections for the snapshot:
+// the signals.MaxAgentPeers busiest (ties: the lower address), sorted by
+// address, and how many accepted connections came from no listed peer (those
+// left out, and those whose pair the kernel's bounded map evicted).
+func AgentPeers(s *bpf.Stats) ([]signals.AgentPeer, uint64) {
+	type peer struct {
+		ip netip.Addr
+		n  uint64
+	}
+	all := make([]peer, 0, len(s.Peers))
+	for ip, n := range s.Peers {
+		if n > 0 {
+			all = append(all, peer{ip, n})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].n != all[j].n {
+			return all[i].n > all[j].n
+		}
+		return all[i].ip.Less(all[j].ip)
+	})
+	if len(all) > signals.MaxAgentPeers {
+		all = all[:signals.MaxAgentPeers]
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ip.Less(all[j].ip) })
+	var listed uint64
+	out := make([]signals.AgentPeer, 0, len(all))
+	for _, p := range all {
+		out = append(out, signals.AgentPeer{IP: p.ip.String(), Connections: p.n})
+		listed += p.n
+	}
+	var dropped uint64
+	if s.ConnPassiveOpened > listed {
+		dropped = s.ConnPassiveOpened - listed
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, dropped
+}
+
 // Snapshot builds the per-workload snapshot of an aggregate.
 func Snapshot(node string, agg *Aggregate) *signals.AgentSnapshot {
 	snap := &signals.AgentSnapshot{Node: node, Workloads: []signals.AgentWorkload{}}
@@ -237,7 +279,9 @@ func Snapshot(node string, agg *Aggregate) *signals.AgentSnapshot {
 		pods[k]++
 	}
 	for k, s := range sums {
-		snap.Workloads = append(snap.Workloads, signals.AgentWorkload{Namespace: k.ns, Workload: k.wl, Pods: pods[k], Counters: AgentCounters(s)})
+		w := signals.AgentWorkload{Namespace: k.ns, Workload: k.wl, Pods: pods[k], Counters: AgentCounters(s)}
+		w.Peers, w.PeersDropped = AgentPeers(s)
+		snap.Workloads = append(snap.Workloads, w)
 	}
 	sort.Slice(snap.Workloads, func(i, j int) bool {
 		a, b := snap.Workloads[i], snap.Workloads[j]

@@ -197,10 +197,31 @@ func (n *Netns) Do(t testing.TB, fn func()) {
 // bIP/24 (the pair goes away with the namespaces).
 func VethPair(t testing.TB, a, b *Netns, aIP, bIP string) {
 	t.Helper()
-	va, vb := RandName("msa"), RandName("msb")
-	Run(t, "ip", "link", "add", va, "netns", a.Name, "type", "veth", "peer", "name", vb, "netns", b.Name)
+	va, vb := Veth(t, a, b)
 	Run(t, "ip", "-n", a.Name, "addr", "add", aIP+"/24", "dev", va)
 	Run(t, "ip", "-n", b.Name, "addr", "add", bIP+"/24", "dev", vb)
+}
+
+// Veth connects two namespaces with a veth pair that is up and has no
+// address yet; it returns the device names in a and in b (the pair goes away
+// with the namespaces).
+func Veth(t testing.TB, a, b *Netns) (string, string) {
+	t.Helper()
+	va, vb := RandName("msa"), RandName("msb")
+	Run(t, "ip", "link", "add", va, "netns", a.Name, "type", "veth", "peer", "name", vb, "netns", b.Name)
 	Run(t, "ip", "-n", a.Name, "link", "set", va, "up")
 	Run(t, "ip", "-n", b.Name, "link", "set", vb, "up")
+	return va, vb
+}
+
+// AddAddr adds the address with prefix (for example "10.0.0.1/24" or
+// "fd00::1/64") to the device dev in n; IPv6 addresses skip duplicate
+// address detection, so they can be used at once.
+func (n *Netns) AddAddr(t testing.TB, dev, prefix string) {
+	t.Helper()
+	args := []string{"ip", "-n", n.Name, "addr", "add", prefix, "dev", dev}
+	if strings.Contains(prefix, ":") {
+		args = append(args, "nodad")
+	}
+	Run(t, args...)
 }
