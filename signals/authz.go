@@ -142,6 +142,15 @@ func ztunnelAuthzFeatures(s *securityapi.AuthorizationPolicy) []Feature {
 	return out
 }
 
+// ZtunnelAuthzFeatures says what ztunnel makes of an AuthorizationPolicy
+// attached by selector (or namespace/mesh-wide) when it enforces the policy
+// instead of a sidecar: FeatureL4Authz alone when ztunnel enforces it as
+// written, else the features of ztunnelAuthzFeatures. It lets the L7 policy
+// migration (migrator/l7policy) classify a policy exactly as the index does.
+func ZtunnelAuthzFeatures(s *securityapi.AuthorizationPolicy) []Feature {
+	return ztunnelAuthzFeatures(s)
+}
+
 // authorizationPolicyEntry: attached with targetRefs a policy is enforced by
 // a waypoint and never sent to ztunnel (convertAuthorizationPolicy: "TargetRef
 // is not intended for ztunnel"); attached by selector, namespace- or
