@@ -56,6 +56,9 @@ type Record struct {
 	Waypoint string `json:"waypoint,omitempty"`
 	// Services labeled with istio.io/use-waypoint, with their previous value.
 	Services map[string]*string `json:"services,omitempty"`
+	// Policies is set when the wave moves selector-attached L7 policies of
+	// the namespace to its waypoint (spec.policyMigration Apply).
+	Policies *PolicyRecord `json:"policies,omitempty"`
 }
 
 // readRecord returns the namespace's record, or nil when it has none.
@@ -86,6 +89,9 @@ func newRecord(ns *corev1.Namespace, migration, wave string, target meshv1alpha1
 		for name, prev := range plan.services {
 			r.Services[name] = prev
 		}
+	}
+	if len(plan.moving) > 0 && plan.apply {
+		r.Policies = &PolicyRecord{Workloads: append([]string(nil), plan.moving...)}
 	}
 	return r
 }
@@ -210,37 +216,52 @@ func equalMaps(a, b map[string]string) bool {
 	return true
 }
 
-// flipNamespace puts one namespace in the migration's target mode. It is
-// idempotent: the record is written first (once), then the waypoint, then the
-// labels in order; a crash anywhere leaves a state the next call completes.
-func (r *Reconciler) flipNamespace(ctx context.Context, mm *meshv1alpha1.MeshMigration, wave string, name string) error {
+// ensureRecord returns the namespace and its record, writing the record
+// (once, before anything else changes) when it has none.
+func (r *Reconciler) ensureRecord(ctx context.Context, mm *meshv1alpha1.MeshMigration, wave, name string) (*corev1.Namespace, *Record, error) {
 	ns := &corev1.Namespace{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
-		return fmt.Errorf("get namespace %s: %w", name, err)
+		return nil, nil, fmt.Errorf("get namespace %s: %w", name, err)
 	}
 	rec, err := readRecord(ns)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if rec != nil && rec.Migration != mm.Name {
-		return fmt.Errorf("namespace %s holds the record of migration %s", name, rec.Migration)
+		return nil, nil, fmt.Errorf("namespace %s holds the record of migration %s", name, rec.Migration)
 	}
 	if rec == nil {
 		plan, err := r.planNamespace(ctx, mm, ns)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		rec = newRecord(ns, mm.Name, wave, mm.Spec.TargetMode, plan)
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return fmt.Errorf("encode record of namespace %s: %w", name, err)
+		if err := r.writeRecord(ctx, ns, rec); err != nil {
+			return nil, nil, err
 		}
-		if err := r.applySteps(ctx, ns, []nsStep{func(ns *corev1.Namespace) {
-			ns.Annotations[AnnotationPreviousLabels] = string(b)
-			ns.Annotations[AnnotationMigration] = mm.Name
-		}}); err != nil {
-			return err
-		}
+	}
+	return ns, rec, nil
+}
+
+// writeRecord writes a namespace's record and its claim in one update.
+func (r *Reconciler) writeRecord(ctx context.Context, ns *corev1.Namespace, rec *Record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode record of namespace %s: %w", ns.Name, err)
+	}
+	return r.applySteps(ctx, ns, []nsStep{func(ns *corev1.Namespace) {
+		ns.Annotations[AnnotationPreviousLabels] = string(b)
+		ns.Annotations[AnnotationMigration] = rec.Migration
+	}})
+}
+
+// flipNamespace puts one namespace in the migration's target mode. It is
+// idempotent: the record is written first (once), then the waypoint, then the
+// labels in order; a crash anywhere leaves a state the next call completes.
+func (r *Reconciler) flipNamespace(ctx context.Context, mm *meshv1alpha1.MeshMigration, wave string, name string) error {
+	ns, rec, err := r.ensureRecord(ctx, mm, wave, name)
+	if err != nil {
+		return err
 	}
 	// Where workloads will be ambient-waypoint: the waypoint and the Services'
 	// labels come first, before any pod can restart into ambient.
@@ -254,8 +275,14 @@ func (r *Reconciler) flipNamespace(ctx context.Context, mm *meshv1alpha1.MeshMig
 }
 
 // undoNamespace restores a namespace from its record and removes the record
-// and the claim. Without a record of this migration it does nothing.
-func (r *Reconciler) undoNamespace(ctx context.Context, migration, name string) error {
+// and the claim. Without a record of this migration it does nothing. When
+// the namespace's policies were moved and final is false, it restores only
+// the labels: the originals, the copies and the waypoint stay until the
+// workloads are back on their sidecars (a restored original selecting an
+// ambient pod would be enforced by ztunnel as deny-all); the call with final
+// true, after the restart, restores the originals, deletes the copies, then
+// undoes the waypoint.
+func (r *Reconciler) undoNamespace(ctx context.Context, migration, name string, final bool) error {
 	ns := &corev1.Namespace{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -272,6 +299,14 @@ func (r *Reconciler) undoNamespace(ctx context.Context, migration, name string) 
 	}
 	if err := r.applySteps(ctx, ns, undoSteps(rec)); err != nil {
 		return err
+	}
+	if rec.Policies != nil {
+		if !final {
+			return nil
+		}
+		if err := r.undoPolicies(ctx, migration, name, rec); err != nil {
+			return err
+		}
 	}
 	if rec.Waypoint != "" {
 		if err := r.undoWaypoint(ctx, migration, name, rec); err != nil {

@@ -62,6 +62,8 @@ func (r *Reconciler) wave(ctx context.Context, mm *meshv1alpha1.MeshMigration, g
 			return ctrl.Result{}, nil
 		}
 		return r.baseline(ctx, mm, gate, w)
+	case meshv1alpha1.WaveMovingPolicies:
+		return r.movePolicies(ctx, mm, w)
 	case meshv1alpha1.WaveFlipping:
 		for _, n := range w.Namespaces {
 			if err := r.flipNamespace(ctx, mm, w.Name, n); err != nil {
@@ -86,7 +88,7 @@ func (r *Reconciler) wave(ctx context.Context, mm *meshv1alpha1.MeshMigration, g
 // precheck checks every namespace of the wave; a blocker pauses the migration
 // with the list, for a person to fix and resume.
 func (r *Reconciler) precheck(ctx context.Context, mm *meshv1alpha1.MeshMigration, w *meshv1alpha1.WaveStatus) (ctrl.Result, error) {
-	var blockers, notes []string
+	var blockers, notes, proposal []string
 	for _, n := range w.Namespaces {
 		ns := &corev1.Namespace{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: n}, ns); err != nil {
@@ -115,7 +117,17 @@ func (r *Reconciler) precheck(ctx context.Context, mm *meshv1alpha1.MeshMigratio
 		}
 		blockers = append(blockers, plan.blockers...)
 		notes = append(notes, plan.notes...)
+		pb, lines, err := r.precheckPolicies(ctx, mm, w, n, plan)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		blockers = append(blockers, pb...)
+		proposal = append(proposal, lines...)
 	}
+	if len(proposal) > maxProposalLines {
+		proposal = append(proposal[:maxProposalLines-1], fmt.Sprintf("... and %d more", len(proposal)-maxProposalLines+1))
+	}
+	w.PolicyProposal = proposal
 	if len(blockers) > 0 {
 		msg := fmt.Sprintf("precheck of wave %s: %s", w.Name, strings.Join(blockers, "; "))
 		w.Message = msg
@@ -166,6 +178,9 @@ func (r *Reconciler) baseline(ctx context.Context, mm *meshv1alpha1.MeshMigratio
 	w.Phase, w.StartedAt, w.Inconclusive, w.LastCheckAt = meshv1alpha1.WaveFlipping, &now, 0, nil
 	w.RestartToken = now.UTC().Format(time.RFC3339Nano)
 	w.Message = "baseline recorded; flipping"
+	if mm.Spec.PolicyMigration == meshv1alpha1.PolicyMigrationApply {
+		w.Phase, w.Message = meshv1alpha1.WaveMovingPolicies, "baseline recorded; moving policies to the waypoint"
+	}
 	r.event(mm, false, ReasonBaselineRecorded, "Baseline", "wave %s: baseline %s", w.Name, valuesString(c.Values))
 	return next, nil
 }
@@ -284,6 +299,13 @@ func (r *Reconciler) bake(ctx context.Context, mm *meshv1alpha1.MeshMigration, g
 			w.Message = "bake passed; paused before promotion"
 			return ctrl.Result{RequeueAfter: gate.Interval}, nil
 		}
+		if mm.Spec.OriginalPolicies == meshv1alpha1.OriginalPoliciesRemove {
+			for _, n := range w.Namespaces {
+				if err := r.removeOriginals(ctx, mm.Name, n); err != nil {
+					return ctrl.Result{}, err
+				}
+			}
+		}
 		fin := r.now()
 		w.Phase, w.FinishedAt, w.Reason = meshv1alpha1.WavePromoted, &fin, ReasonWavePromoted
 		w.Message = "promoted: " + valuesString(c.Values)
@@ -310,7 +332,7 @@ func (r *Reconciler) startRollback(ctx context.Context, mm *meshv1alpha1.MeshMig
 // workloads and waits until they are Ready.
 func (r *Reconciler) rollback(ctx context.Context, mm *meshv1alpha1.MeshMigration, w *meshv1alpha1.WaveStatus) (ctrl.Result, error) {
 	for _, n := range w.Namespaces {
-		if err := r.undoNamespace(ctx, mm.Name, n); err != nil {
+		if err := r.undoNamespace(ctx, mm.Name, n, false); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -321,6 +343,13 @@ func (r *Reconciler) rollback(ctx context.Context, mm *meshv1alpha1.MeshMigratio
 	if !ready {
 		w.Message = strings.SplitN(w.Message, "; rollback waiting for", 2)[0] + "; rollback waiting for " + why
 		return ctrl.Result{RequeueAfter: r.poll()}, nil
+	}
+	// Every pod is back on its sidecar: now the moved policies' originals
+	// are restored, the copies deleted and the waypoint undone.
+	for _, n := range w.Namespaces {
+		if err := r.undoNamespace(ctx, mm.Name, n, true); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	fin := r.now()
 	w.Phase, w.FinishedAt = meshv1alpha1.WaveRolledBack, &fin
@@ -351,7 +380,7 @@ func (r *Reconciler) rollbackAll(ctx context.Context, mm *meshv1alpha1.MeshMigra
 	for i := len(mm.Status.Waves) - 1; i >= 0; i-- {
 		w := &mm.Status.Waves[i]
 		switch w.Phase {
-		case meshv1alpha1.WaveFlipping, meshv1alpha1.WaveRestarting, meshv1alpha1.WaveBaking, meshv1alpha1.WavePromoted:
+		case meshv1alpha1.WaveMovingPolicies, meshv1alpha1.WaveFlipping, meshv1alpha1.WaveRestarting, meshv1alpha1.WaveBaking, meshv1alpha1.WavePromoted:
 			mm.Status.CurrentWave = int32(i)
 			r.startRollback(ctx, mm, w, ReasonRollbackRequested, fmt.Sprintf("wave %s: rollback requested by spec.rollbackRequested", w.Name))
 			return next, nil

@@ -250,7 +250,9 @@ func (r *Reconciler) finalize(ctx context.Context, mm *meshv1alpha1.MeshMigratio
 			case meshv1alpha1.WaveFlipping:
 				err = r.flipNamespace(ctx, mm, w.Name, n)
 			case meshv1alpha1.WaveRollingBack:
-				err = r.undoNamespace(ctx, mm.Name, n)
+				// Moved policies stay moved (narrowed originals, copies,
+				// waypoint): the pods may not all be on sidecars yet.
+				err = r.undoNamespace(ctx, mm.Name, n, false)
 			}
 			if err != nil {
 				return err

@@ -68,6 +68,9 @@ const (
 	ReasonSucceeded            = "Succeeded"
 	ReasonRolledBack           = "RolledBack"
 	ReasonFailed               = "Failed"
+	ReasonPoliciesMoved        = "PoliciesMoved"
+	ReasonPolicyMoveBlocked    = "PolicyMoveBlocked"
+	ReasonWaypointNotReady     = "WaypointNotProgrammed"
 )
 
 // Reconciler runs MeshMigrations.
@@ -93,6 +96,14 @@ type Reconciler struct {
 	// PollInterval is how often rollouts are checked while a wave waits for
 	// Ready; zero means 500 ms.
 	PollInterval time.Duration
+	// Traffic returns the latest traffic snapshot (with the callers of each
+	// workload) for the caller-aware precheck; nil means no callers are known.
+	Traffic func() *signals.TrafficSnapshot
+	// RootNamespace is Istio's root namespace (mesh-wide policies); ""
+	// means istio-system.
+	RootNamespace string
+	// TrustDomain is the mesh's trust domain; "" means cluster.local.
+	TrustDomain string
 
 	mu       sync.Mutex
 	queriers map[string]Querier
@@ -148,6 +159,8 @@ func (specOrDeletionChanged) Update(e event.UpdateEvent) bool {
 // +kubebuilder:rbac:groups=argoproj.io,resources=rollouts,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=security.istio.io,resources=authorizationpolicies;requestauthentications,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile does one step of a migration: get, finalizer, the step of the

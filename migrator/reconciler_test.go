@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -35,6 +36,10 @@ func testScheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
 	utilruntime.Must(gatewayv1.Install(s))
+	for _, gvk := range policyKinds {
+		s.AddKnownTypeWithName(gvk, &unstructured.Unstructured{})
+		s.AddKnownTypeWithName(gvk.GroupVersion().WithKind(gvk.Kind+"List"), &unstructured.UnstructuredList{})
+	}
 	return s
 }
 
@@ -148,7 +153,7 @@ func TestFlipSafeOrderAndExactUndo(t *testing.T) {
 	if got.Annotations[meshv1alpha1.AnnotationMode] != "ambient" || got.Annotations[AnnotationMigration] != "m" {
 		t.Errorf("flipped annotations %v", got.Annotations)
 	}
-	if err := r.undoNamespace(ctx, "m", "shop"); err != nil {
+	if err := r.undoNamespace(ctx, "m", "shop", true); err != nil {
 		t.Fatal(err)
 	}
 	_ = r.Client.Get(ctx, client.ObjectKey{Name: "shop"}, got)
@@ -192,7 +197,7 @@ func TestWaypointBeforeFlipAndUndo(t *testing.T) {
 	if _, ok := got.Labels["istio.io/use-waypoint"]; ok {
 		t.Errorf("service db (selects no ambient-waypoint workload) labeled %v", got.Labels)
 	}
-	if err := r.undoNamespace(ctx, "m", "shop"); err != nil {
+	if err := r.undoNamespace(ctx, "m", "shop", true); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "waypoint"}, gw); !apierrors.IsNotFound(err) {

@@ -101,6 +101,14 @@ func (r *Reconciler) policyFor(ctx context.Context, nsLabels map[string]string) 
 // decide runs policies.Decide for a workload's pod template in a namespace
 // whose annotation asks for mode.
 func (r *Reconciler) decide(ns *corev1.Namespace, w *workload, mode meshv1alpha1.Mode, p *policies.Policy, caps signals.Capabilities) policies.Decision {
+	d, _ := r.decideWith(ns, w, mode, p, caps, false)
+	return d
+}
+
+// decideWith is decide; with moved, the selector-attached L7 policies that
+// select the workload count as moved to the waypoint (asMoved), and ok says
+// whether there were any.
+func (r *Reconciler) decideWith(ns *corev1.Namespace, w *workload, mode meshv1alpha1.Mode, p *policies.Policy, caps signals.Capabilities, moved bool) (policies.Decision, bool) {
 	ann := make(map[string]string, len(ns.Annotations)+1)
 	for k, v := range ns.Annotations {
 		ann[k] = v
@@ -122,7 +130,11 @@ func (r *Reconciler) decide(ns *corev1.Namespace, w *workload, mode meshv1alpha1
 		in.Features = r.Features.FeaturesFor(ns.Name, w.template.Labels)
 	}
 	in.Features = signals.AppendAnnotationFeatures(in.Features, w.template.Annotations)
-	return policies.Decide(in)
+	ok := false
+	if moved {
+		in.Features, ok = asMoved(in.Features)
+	}
+	return policies.Decide(in), ok
 }
 
 // nsPlan is what a flip of one namespace involves.
@@ -135,6 +147,18 @@ type nsPlan struct {
 	waypoint string
 	// services select ambient-waypoint workloads: their current use-waypoint label.
 	services map[string]*string
+	// moving are the workloads ("Kind/name") that only selector-attached L7
+	// policies keep on a sidecar: with those moved to the waypoint they are
+	// ambient-waypoint (spec.policyMigration).
+	moving []string
+	// movingWaypoint is the waypoint the moving workloads use.
+	movingWaypoint string
+	// apply is true with spec.policyMigration Apply: the moving workloads
+	// are planned as ambient-waypoint, and their policies move in the wave.
+	apply bool
+	// trapped is true when a moving workload is kept by a deny-all trap
+	// (a blocker unless the policies move).
+	trapped bool
 }
 
 // planNamespace is the precheck of one namespace: the ambient blockers and
@@ -143,7 +167,7 @@ type nsPlan struct {
 // and the waypoint and Services that ambient-waypoint workloads need.
 func (r *Reconciler) planNamespace(ctx context.Context, mm *meshv1alpha1.MeshMigration, ns *corev1.Namespace) (*nsPlan, error) {
 	target := mm.Spec.TargetMode
-	plan := &nsPlan{services: map[string]*string{}}
+	plan := &nsPlan{services: map[string]*string{}, apply: mm.Spec.PolicyMigration == meshv1alpha1.PolicyMigrationApply}
 	p := r.policyFor(ctx, ns.Labels)
 	if !p.Allows(ns.Labels, target) {
 		plan.blockers = append(plan.blockers, fmt.Sprintf("namespace %s: DataplanePolicy %s does not allow %s here", ns.Name, p.Name(), target))
@@ -166,6 +190,20 @@ func (r *Reconciler) planNamespace(ctx context.Context, mm *meshv1alpha1.MeshMig
 			plan.blockers = append(plan.blockers, ns.Name+"/"+w.String()+": "+why)
 		}
 		d := r.decide(ns, w, target, p, caps)
+		if (d.Rule == policies.RuleDenyAllTrap || d.Rule == policies.RuleFeatureSidecar) && target.Sidecarless() {
+			// Only selector-attached L7 policies keep it on a sidecar when,
+			// with them moved to the waypoint, it is ambient-waypoint.
+			if d2, ok := r.decideWith(ns, w, target, p, caps, true); ok && d2.Mode == meshv1alpha1.ModeAmbientWaypoint {
+				plan.moving = append(plan.moving, w.String())
+				plan.trapped = plan.trapped || d.Rule == policies.RuleDenyAllTrap
+				if plan.movingWaypoint == "" {
+					plan.movingWaypoint = d2.Waypoint
+				}
+				if plan.apply {
+					d = d2
+				}
+			}
+		}
 		switch {
 		case d.Excluded:
 			continue
