@@ -20,6 +20,7 @@ type managerOptions struct {
 	kubeconfig    string
 	metricsAddr   string
 	probeAddr     string
+	pprofAddr     string
 	leaderElect   bool
 	leaderElectNS string
 	zap           ctrlzap.Options
@@ -42,6 +43,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "path of a kubeconfig file; empty means in-cluster or $KUBECONFIG")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address the Prometheus metrics endpoint binds to; 0 disables it")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address the /healthz and /readyz probes bind to")
+	f.StringVar(&o.pprofAddr, "pprof-bind-address", "", "address Go's /debug/pprof profiles are served on (e.g. 127.0.0.1:6060); empty disables them")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "hold a lease so that only one manager replica acts at a time")
 	f.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader election lease; empty means the manager's own")
 	o.webhook.bind(f)
@@ -86,6 +88,7 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 		Scheme:                  newScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "meshshift-manager.meshshift.io",
 		LeaderElectionNamespace: o.leaderElectNS,

@@ -1,0 +1,201 @@
+// Command scalebench measures meshshift's manager at fleet scale on a real
+// control plane (test/harness: kube-apiserver, etcd, kube-controller-manager,
+// kube-scheduler and kwok nodes, with Istio's and Gateway API's real CRDs):
+//
+//   - a cluster of -namespaces namespaces (default 1,000), ten pods each in
+//     two Deployments, a StatefulSet and a Job, two Services each, Istio and
+//     Gateway API objects of every kind meshshift reads (-mesh-objects, default
+//     5,000) and -policies DataplanePolicies (default 20) with CEL rules. The
+//     pods are created through meshshift's webhook (kube-controller-manager
+//     creates them, kwok makes them Ready);
+//   - the manager is the built binary (`meshshift manager`, webhook, migrator
+//     and index, with the shipped GOGC and GOMEMLIMIT), started afresh on
+//     that cluster: time from exec to the first decided pod (ready_s: its
+//     informers synced), then its RSS and Go heap (after a forced collection)
+//     and both per indexed object;
+//   - bare pod creates through the API server, paced at -rate per second:
+//     the achieved rate, the client's p99, and the p99 of the webhook's own
+//     histograms (meshshift_webhook_decision_duration_seconds, and
+//     controller-runtime's latency of the /mutate-v1-pod handler);
+//   - `meshshift plan --cluster` over the whole cluster (plan_s);
+//   - a MeshMigration wave of -wave-namespaces namespaces (default 50, 500
+//     pods) to ambient: from the flip to every pod Ready (wave_s), then a
+//     second wave over as many other namespaces whose gate breaks (a real
+//     Prometheus answering the SLI query with a constant over the limit):
+//     from the breach to the rollback complete (rollback_s).
+//
+// -scale multiplies every count (0.1: 100 namespaces, 1,000 pods). The last
+// line is
+//
+//	scale: rss_mib=… heap_mib=… ready_s=… p99_ms=… wave_s=… rollback_s=… plan_s=…
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+)
+
+type config struct {
+	scale          float64
+	namespaces     int
+	meshObjects    int
+	policies       int
+	waveNamespaces int
+	rate           float64
+	loadPods       int
+	workers        int
+	profileDir     string
+	timeout        time.Duration
+	out            io.Writer
+}
+
+// scaled is n × the scale, at least min.
+func (c *config) scaled(n, min int) int {
+	v := int(math.Round(float64(n) * c.scale))
+	if v < min {
+		return min
+	}
+	return v
+}
+
+func main() {
+	c := config{out: os.Stdout}
+	flag.Float64Var(&c.scale, "scale", 1, "multiplies every count below (0.1 for a quick check)")
+	flag.IntVar(&c.namespaces, "namespaces", 1000, "namespaces, ten pods each (two Deployments, a StatefulSet, a Job)")
+	flag.IntVar(&c.meshObjects, "mesh-objects", 5000, "Istio and Gateway API objects, spread over the namespaces")
+	flag.IntVar(&c.policies, "policies", 20, "DataplanePolicies with rules, each selecting its share of the namespaces")
+	flag.IntVar(&c.waveNamespaces, "wave-namespaces", 50, "namespaces of the migrated wave and of the breached one")
+	flag.Float64Var(&c.rate, "rate", 1000, "pod creates per second of the webhook latency run (paced, open loop)")
+	flag.IntVar(&c.loadPods, "load-pods", 5000, "pods created in the webhook latency run")
+	flag.IntVar(&c.workers, "workers", 128, "concurrent creators of the webhook latency run")
+	flag.StringVar(&c.profileDir, "profile-dir", "", "write the manager's heap (after sync) and CPU (during the latency run) profiles to this folder")
+	flag.DurationVar(&c.timeout, "timeout", 25*time.Minute, "upper bound of the whole run")
+	flag.Parse()
+	if c.scale <= 0 {
+		fmt.Fprintln(os.Stderr, "scalebench: flag -scale must be above 0")
+		os.Exit(2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	if _, err := run(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "scalebench:", err)
+		os.Exit(1)
+	}
+}
+
+// result is what the last line reports.
+type result struct {
+	rssMiB, heapMiB, readyS, p99ms, waveS, rollbackS, planS float64
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("scale: rss_mib=%.0f heap_mib=%.1f ready_s=%.1f p99_ms=%.2f wave_s=%.1f rollback_s=%.1f plan_s=%.1f",
+		r.rssMiB, r.heapMiB, r.readyS, r.p99ms, r.waveS, r.rollbackS, r.planS)
+}
+
+func run(ctx context.Context, c config) (result, error) {
+	var r result
+	start := time.Now()
+	lg := func(format string, args ...any) {
+		fmt.Fprintf(c.out, "%6.1fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+	layout := newLayout(&c)
+	lg("layout: %d namespaces, %d pods in %d workloads, %d services, %d mesh objects, %d policies, waves of %d namespaces, %d kwok nodes",
+		layout.namespaces, layout.pods(), layout.workloads(), layout.services(), layout.meshObjects, layout.policies, layout.waveNamespaces, layout.nodes())
+	bin, err := buildManager(ctx)
+	if err != nil {
+		return r, err
+	}
+	defer func() { _ = os.RemoveAll(bin.dir) }()
+	lg("built meshshift")
+	env, err := startCluster(ctx, layout.nodes())
+	if err != nil {
+		return r, err
+	}
+	defer env.stop()
+	lg("control plane up with %d kwok nodes", layout.nodes())
+	prom, err := startPrometheus(ctx)
+	if err != nil {
+		return r, err
+	}
+	defer prom.stop()
+
+	if err := env.populateConfig(ctx, layout); err != nil {
+		return r, err
+	}
+	lg("created namespaces, services, mesh objects and policies")
+	// The first manager decides the pods as the controllers create them.
+	first, err := env.startManager(ctx, bin, "first")
+	if err != nil {
+		return r, err
+	}
+	if _, err := first.waitDecides(ctx, env); err != nil {
+		first.stop()
+		return r, err
+	}
+	t0 := time.Now()
+	if err := env.populateWorkloads(ctx, layout); err != nil {
+		first.stop()
+		return r, err
+	}
+	lg("created %d workloads", layout.workloads())
+	if err := env.waitWorkloadsReady(ctx, layout, lg); err != nil {
+		first.stop()
+		return r, err
+	}
+	lg("all %d pods Ready or Succeeded in %.1fs (created by the controllers through the webhook)", layout.pods(), time.Since(t0).Seconds())
+	first.stop()
+
+	// The measured manager starts on the full cluster.
+	m, err := env.startManager(ctx, bin, "measured")
+	if err != nil {
+		return r, err
+	}
+	defer m.stop()
+	ready, err := m.waitDecides(ctx, env)
+	if err != nil {
+		return r, err
+	}
+	r.readyS = ready.Seconds()
+	lg("manager ready (first decided pod) %.2fs after exec", r.readyS)
+	mem, err := m.memory(ctx, c.profileDir)
+	if err != nil {
+		return r, err
+	}
+	r.rssMiB, r.heapMiB = mem.rssMiB, mem.heapMiB
+	indexed := layout.indexedObjects()
+	lg("manager memory after sync: rss %.0f MiB, heap in use %.1f MiB after a forced collection (%.1f MiB before); %d indexed objects: %.1f KiB rss and %.2f KiB heap per object",
+		mem.rssMiB, mem.heapMiB, mem.heapBeforeMiB, indexed, mem.rssMiB*1024/float64(indexed), mem.heapMiB*1024/float64(indexed))
+
+	lat, err := env.loadWebhook(ctx, m, layout, c)
+	if err != nil {
+		return r, err
+	}
+	r.p99ms = lat.decisionP99 * 1000
+	lg("webhook under load: %d creates in %.1fs = %.0f/s achieved of %.0f/s asked (%d errors); client p50 %.1f ms p99 %.1f ms; server-side p99: decision %.2f ms, /mutate-v1-pod handler %.2f ms (%d reviews); rss %.0f MiB after",
+		lat.created, lat.elapsed.Seconds(), lat.achieved, c.rate, lat.errors, lat.clientP50*1000, lat.clientP99*1000, lat.decisionP99*1000, lat.handlerP99*1000, lat.reviews, lat.rssAfterMiB)
+
+	plan, err := env.planCluster(ctx, bin)
+	if err != nil {
+		return r, err
+	}
+	r.planS = plan.Seconds()
+	lg("plan --cluster over the whole cluster: %.2fs", r.planS)
+
+	w, err := env.runWaves(ctx, layout, prom.url, lg)
+	if err != nil {
+		return r, err
+	}
+	r.waveS, r.rollbackS = w.flipToReady.Seconds(), w.breachToRolledBack.Seconds()
+	mem2, err := m.memory(ctx, "")
+	if err == nil {
+		lg("manager memory at the end: rss %.0f MiB, heap in use %.1f MiB after a forced collection", mem2.rssMiB, mem2.heapMiB)
+	}
+	fmt.Fprintln(c.out, r.String())
+	return r, nil
+}
