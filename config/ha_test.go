@@ -49,8 +49,9 @@ func managerHAOf(t *testing.T, objs []*unstructured.Unstructured) managerHA {
 
 // checkManagerHA: at least two replicas, leader election (the migrator runs
 // on one; the webhooks on all), a PodDisruptionBudget of minAvailable 1 that
-// selects the manager's pods, and a preferred anti-affinity by hostname over
-// the same pods.
+// selects the manager's pods, a preStop sleep (a deleted replica answers
+// until the API server stops calling it), and a preferred anti-affinity by
+// hostname over the same pods.
 func checkManagerHA(t *testing.T, what string, ha managerHA) {
 	t.Helper()
 	dep := ha.dep
@@ -73,6 +74,16 @@ func checkManagerHA(t *testing.T, what string, ha managerHA) {
 		if !selects(t, ha.pdb.Spec.Selector, podLabels) {
 			t.Errorf("%s: PodDisruptionBudget selector %v does not select the manager's pods %v", what, ha.pdb.Spec.Selector, podLabels)
 		}
+	}
+	// Deleted, a replica keeps serving until its endpoint has left the
+	// Service, within the grace period.
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if g := dep.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = *g
+	}
+	if lc := dep.Spec.Template.Spec.Containers[0].Lifecycle; lc == nil || lc.PreStop == nil || lc.PreStop.Sleep == nil ||
+		lc.PreStop.Sleep.Seconds < 2 || lc.PreStop.Sleep.Seconds > grace/2 {
+		t.Errorf("%s: manager container lifecycle %+v: want a preStop sleep of 2s to half the grace period (%ds)", what, lc, grace)
 	}
 	aff := dep.Spec.Template.Spec.Affinity
 	if aff == nil || aff.PodAntiAffinity == nil {
