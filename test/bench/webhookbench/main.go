@@ -10,12 +10,14 @@
 //	    time ÷ one-label time. With -istiod (the default) the real Istio
 //	    sidecar injector (pilot-discovery from the istio asset) runs too, and
 //	    three more variants join the rotation: istiod alone injecting its
-//	    sidecar; meshshift in front of istiod with pods it decides sidecar
-//	    (do no harm in an istio-injection=enabled namespace); and with pods
-//	    it decides ambient (a namespace annotated meshshift.io/mode=ambient:
-//	    the labels meshshift writes keep istiod's injector from being
-//	    called). istiod_ratio = sidecar ÷ istiod alone, ambient_vs_sidecar =
-//	    ambient ÷ istiod alone.
+//	    sidecar; the one-label webhook in front of it (the floor of any
+//	    labelling webhook there); meshshift in front of istiod with pods it
+//	    decides sidecar (do no harm in an istio-injection=enabled
+//	    namespace); and with pods it decides ambient (a namespace annotated
+//	    meshshift.io/mode=ambient: the labels meshshift writes keep istiod's
+//	    injector from being called). istiod_ratio = sidecar ÷ istiod alone,
+//	    ambient_vs_sidecar = ambient ÷ istiod alone. Every created pod is
+//	    checked for the variant's decision and injection.
 //	(b) AdmissionReviews sent straight to the webhook server over HTTPS on
 //	    127.0.0.1 by a Go load generator (closed loop, fixed concurrency),
 //	    meshshift's pod mutator vs a no-op handler, alternating rounds;
