@@ -216,7 +216,12 @@ func times(q resource.Quantity, n int32) resource.Quantity {
 
 // BuildPlan decides every workload and proposes waves: the namespaces where
 // at least one workload changes mode, lowest risk first, then most resources
-// freed, then by name, cut into o.Waves waves of near-equal size.
+// freed, then by name, cut into o.Waves waves of near-equal size. Toward
+// ambient-waypoint, a workload kept on its sidecar only by selector-attached
+// L7 policies is planned as moving them to its waypoint, and the namespaces
+// of its observed callers on sidecars (the traffic snapshot's Callers) come
+// in an earlier wave or the same one (callers calling each other share a
+// wave); a caller that stays on its sidecar blocks the callee's namespace.
 func BuildPlan(inv *Inventory, o *Options) *Plan {
 	p := &Plan{Notes: inv.Notes}
 	type nsScore struct {
@@ -227,15 +232,28 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 		cpu, mem  resource.Quantity
 	}
 	scores := map[string]*nsScore{}
+	var movers []planMover
+	flips := map[signals.WorkloadKey]bool{}
 	for _, e := range inv.Evaluate(o) {
 		d := &e.Decision
+		// A workload whose L7 policies move to its waypoint is planned in
+		// the mode it gets once they have moved.
+		eff := d
+		moved, isMove := policyMove(&e, o)
+		if isMove {
+			eff = &moved
+			movers = append(movers, planMover{namespace: e.W.Namespace, name: e.W.Name, waypoint: moved.Waypoint})
+		}
 		cur := string(e.Current)
 		if cur == "" {
 			cur = "unknown"
 		}
 		r := Row{Namespace: e.W.Namespace, Workload: e.W.Name, Kind: e.W.Kind, Replicas: e.W.Replicas,
-			CurrentMode: cur, Mode: d.Mode, Rule: d.Rule, Reason: d.Reason, Waypoint: d.Waypoint,
-			Policy: d.Policy, Warnings: d.Warnings, Changes: e.Current != d.Mode}
+			CurrentMode: cur, Mode: eff.Mode, Rule: eff.Rule, Reason: eff.Reason, Waypoint: eff.Waypoint,
+			Policy: eff.Policy, Warnings: eff.Warnings, Changes: e.Current != eff.Mode}
+		if r.Changes && !eff.Excluded && eff.Mode != meshv1alpha1.ModeSidecar {
+			flips[signals.WorkloadKey{Namespace: e.W.Namespace, Name: e.W.Name}] = true
+		}
 		s := scores[e.W.Namespace]
 		if s == nil {
 			s = &nsScore{name: e.W.Namespace}
@@ -243,7 +261,7 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 		}
 		if r.Changes && !d.Excluded {
 			s.workloads++
-			switch d.Mode {
+			switch eff.Mode {
 			case meshv1alpha1.ModeAmbient:
 				s.risk++
 			case meshv1alpha1.ModeCilium:
@@ -251,7 +269,7 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 			case meshv1alpha1.ModeAmbientWaypoint:
 				s.risk += 3
 			}
-			if e.Current == meshv1alpha1.ModeSidecar && d.Mode != meshv1alpha1.ModeSidecar {
+			if e.Current == meshv1alpha1.ModeSidecar && eff.Mode != meshv1alpha1.ModeSidecar {
 				cpu, mem := sidecarRequests(&e.W.Template)
 				fc, fm := times(cpu, e.W.Replicas), times(mem, e.W.Replicas)
 				r.FreedCPU, r.FreedMemory = &fc, &fm
@@ -262,7 +280,7 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 		if d.Rule == policies.RuleDenyAllTrap || d.Rule == policies.RuleFeatureSidecar {
 			s.risk += 5
 		}
-		if d.Rule == policies.RuleDenyAllTrap || ((d.Rule == policies.RuleCapabilityFallback || d.Rule == policies.RuleNodeUnserved) && o.Target.Sidecarless()) {
+		if (d.Rule == policies.RuleDenyAllTrap && !isMove) || ((d.Rule == policies.RuleCapabilityFallback || d.Rule == policies.RuleNodeUnserved) && o.Target.Sidecarless()) {
 			s.blocked = append(s.blocked, e.W.Name+": "+d.Reason)
 		}
 		if why := cannotRestart(e.W); why != "" && r.Changes && o.Target != "" {
@@ -270,8 +288,22 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 		}
 		p.Rows = append(p.Rows, r)
 	}
+	// The callers of workloads whose L7 policies move to a waypoint leave
+	// their sidecars first (or in the same wave); a namespace they cannot
+	// wait for is blocked.
+	blockedNS := map[string][]string{}
+	for _, s := range scores {
+		if len(s.blocked) > 0 {
+			blockedNS[s.name] = s.blocked
+		}
+	}
+	edges, notes := callerOrder(inv, o, movers, flips, blockedNS)
+	if len(notes) > 0 {
+		p.Notes = append(slices.Clone(p.Notes), notes...)
+	}
 	var cands []*nsScore
 	for _, s := range scores {
+		s.blocked = blockedNS[s.name]
 		switch {
 		case len(s.blocked) > 0:
 			p.Blocked = append(p.Blocked, BlockedNamespace{Namespace: s.name, Reasons: s.blocked})
@@ -300,15 +332,17 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 	if n > len(cands) {
 		n = len(cands)
 	}
+	byName := make(map[string]*nsScore, len(cands))
+	sorted := make([]string, len(cands))
+	for i, s := range cands {
+		byName[s.name] = s
+		sorted[i] = s.name
+	}
 	waveOf := map[string]int{}
-	start := 0
-	for i := 0; i < n; i++ {
-		size := (len(cands) - start) / (n - i)
-		if (len(cands)-start)%(n-i) != 0 {
-			size++
-		}
+	for i, names := range orderWaves(sorted, edges, n) {
 		w := Wave{Index: i + 1}
-		for _, s := range cands[start : start+size] {
+		for _, name := range names {
+			s := byName[name]
 			w.Namespaces = append(w.Namespaces, s.name)
 			w.Workloads += s.workloads
 			w.Risk += s.risk
@@ -316,7 +350,6 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 			w.FreedMemory.Add(s.mem)
 			waveOf[s.name] = i + 1
 		}
-		start += size
 		p.Waves = append(p.Waves, w)
 	}
 	for i := range p.Rows {

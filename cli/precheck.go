@@ -34,7 +34,11 @@ type PrecheckResult struct {
 
 // Precheck looks for what stops the workloads in scope from moving to the
 // target mode (ambient when o.Target is empty): the mesh features only a
-// sidecar serves and the DENY-all trap (policies.FeatureTable), a cluster
+// sidecar serves and the DENY-all trap (policies.FeatureTable) — toward
+// ambient-waypoint, selector-attached L7 policies that can move to the
+// workload's waypoint are warnings, and a workload whose policies move is
+// refused while an observed caller (the traffic snapshot's Callers) stays on
+// a sidecar outside the namespaces checked or keeps its sidecar —, a cluster
 // without ztunnel or Cilium, missing Gateway API CRDs where a waypoint is
 // needed, and nodes whose kernel the agent reports too old for Cilium.
 // live says whether the inventory comes from a cluster (facts offline
@@ -71,12 +75,18 @@ func Precheck(inv *Inventory, o *Options, live bool) *PrecheckResult {
 		}
 	}
 	needWaypoint := 0
-	for _, e := range inv.Evaluate(&opts) {
+	evals := inv.Evaluate(&opts)
+	callers := newCallerCheck(inv, &opts, evals)
+	for _, e := range evals {
 		if e.Decision.Excluded {
 			continue
 		}
-		if e.Decision.Mode == meshv1alpha1.ModeAmbientWaypoint {
+		moved, isMove := policyMove(&e, &opts)
+		if e.Decision.Mode == meshv1alpha1.ModeAmbientWaypoint || isMove {
 			needWaypoint++
+		}
+		if isMove {
+			callers.check(&e, moved.Waypoint, add)
 		}
 		if why := cannotRestart(e.W); why != "" && e.Current != e.Decision.Mode {
 			add(Finding{Severity: SeverityBlocker, Check: "cannot-restart", Namespace: e.W.Namespace, Workload: e.W.Name, Message: why})
@@ -101,6 +111,12 @@ func Precheck(inv *Inventory, o *Options, live bool) *PrecheckResult {
 			check := string(f.Feature)
 			if row.Need == policies.NeedBlock {
 				check = "deny-all-trap"
+			}
+			if isMove && movableL7[f.Feature] {
+				add(Finding{Severity: SeverityWarning, Check: checkL7PolicyMove, Namespace: e.W.Namespace, Workload: e.W.Name,
+					Object: f.Object(), Message: row.What + ": moves to the workload's waypoint (Gateway " + moved.Waypoint +
+						") only when the MeshMigration says spec.policyMigration: Apply; otherwise the wave stops at its precheck"})
+				continue
 			}
 			add(Finding{Severity: SeverityBlocker, Check: check, Namespace: e.W.Namespace, Workload: e.W.Name,
 				Object: f.Object(), Message: row.What + ": " + row.Why})
