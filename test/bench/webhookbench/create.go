@@ -122,9 +122,18 @@ func benchCreates(ctx context.Context, e *env, c config) (createResult, error) {
 				return createResult{}, err
 			}
 		}
+		// The shipped configuration fails open (Ignore, 2 s timeout): on an
+		// overloaded machine a call can time out and its pod is admitted
+		// undecided (and then injected by istiod in an injection-enabled
+		// namespace). A few are counted; more means the round measured
+		// something else.
 		if wrong > 0 {
-			return createResult{}, fmt.Errorf("%d pods of a %s round admitted without the decision %q or with the wrong injection (istio-proxy wanted: %v)",
-				wrong, strings.TrimSpace(v.String()), v.decision(), v.injected())
+			msg := fmt.Sprintf("%d of %d pods of a %s round admitted without the decision %q or with the wrong injection (istio-proxy wanted: %v)",
+				wrong, c.pods, strings.TrimSpace(v.String()), v.decision(), v.injected())
+			if wrong*100 > int64(c.pods) {
+				return createResult{}, errors.New(msg)
+			}
+			fmt.Println("  warning:", msg)
 		}
 		secs[v] = append(secs[v], d.Seconds())
 		fmt.Printf("  round %2d %-17s %7.3fs  %5.2f ms/pod  cpu/pod: %s\n", i, v, d.Seconds(), d.Seconds()*1000/float64(c.pods), fmtCPU(cpu))
