@@ -32,6 +32,9 @@ const (
 	LabelWaypointFor = "istio.io/waypoint-for"
 	// WaypointClass is Istio's GatewayClass for waypoints.
 	WaypointClass = "istio-waypoint"
+	// LabelGatewayName is on the Deployment istiod runs for a Gateway (a
+	// waypoint among them); the migrator neither decides nor restarts it.
+	LabelGatewayName = "gateway.networking.k8s.io/gateway-name"
 )
 
 // managedLabels and managedAnnotations are the namespace keys a flip may change.

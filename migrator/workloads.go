@@ -50,6 +50,9 @@ func (r *Reconciler) listWorkloads(ctx context.Context, ns string) ([]workload, 
 	}
 	for i := range deps.Items {
 		d := &deps.Items[i]
+		if d.Labels[LabelGatewayName] != "" {
+			continue // a gateway's or waypoint's own proxy, which its controller runs
+		}
 		out = append(out, workload{"Deployment", d, &d.Spec.Template})
 	}
 	var sts appsv1.StatefulSetList

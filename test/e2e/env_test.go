@@ -63,6 +63,9 @@ type env struct {
 	expStop   *prom.Exporter
 	prom      *prom.Server
 	startedAt time.Time
+	// istio is true when the environment runs istiod with Istio's CRDs; the
+	// migrators then read mesh objects through a signals index.
+	istio bool
 }
 
 func newScheme() *runtime.Scheme {
@@ -82,16 +85,29 @@ func moduleDir(t testing.TB, mod string) string {
 
 func startEnv(t *testing.T) *env {
 	t.Helper()
+	return startEnvWith(t, false)
+}
+
+// startEnvWith is startEnv; with istio, Istio's CRDs are installed and
+// istiod (ambient profile) runs, so waypoints are programmed for real.
+func startEnvWith(t *testing.T, istio bool) *env {
+	t.Helper()
 	if os.Getenv("MESHSHIFT_E2E_LOG") != "" {
 		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
 	} else {
 		ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	}
-	e := &env{scheme: newScheme(), startedAt: time.Now()}
+	e := &env{scheme: newScheme(), startedAt: time.Now(), istio: istio}
+	crds := []string{filepath.Join(moduleDir(t, "sigs.k8s.io/gateway-api"), "config", "crd", "standard")}
+	if istio {
+		crds = append(crds, istioCRDs(t))
+	}
 	e.c = harness.Start(t, harness.Options{
-		CRDPaths:          []string{filepath.Join(moduleDir(t, "sigs.k8s.io/gateway-api"), "config", "crd", "standard")},
-		ControllerManager: true, Scheduler: true, KwokNodes: 2, Scheme: e.scheme,
+		CRDPaths: crds, ControllerManager: true, Scheduler: true, KwokNodes: 2, Scheme: e.scheme,
 	})
+	if istio {
+		startIstiod(t, e.c)
+	}
 	var err error
 	if e.cl, err = client.New(e.c.Config, client.Options{Scheme: e.scheme}); err != nil {
 		t.Fatal(err)
@@ -189,10 +205,19 @@ func (e *env) startMigrator(t *testing.T, o migratorOpts) (stop func()) {
 		Capabilities:  func(context.Context) (signals.Capabilities, error) { return caps, nil },
 		PrometheusURL: e.prom.URL, PollInterval: 200 * time.Millisecond,
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if e.istio {
+		ix := signals.NewIndex("")
+		if err := signals.Watch(ctx, mgr.GetCache(), ix, mgr.GetLogger().WithName("index")); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		r.Features = ix
+	}
 	if err := r.SetupWithManager(mgr); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	var once sync.Once
