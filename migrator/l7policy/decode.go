@@ -172,9 +172,27 @@ func (p *policy) anySourceDependent() bool {
 }
 
 // selects reports whether the policy, by its selector or its namespace-
-// or mesh-wide scope, selects a workload of the wave's namespace.
+// or mesh-wide scope, selects pods of a workload of the wave's namespace,
+// now or once they moved. Pod templates do not carry LabelDataplane (the
+// webhook writes it on pods): a selector on it selects the workload's pods
+// while they are on a sidecar (sidecar) or once they moved
+// (ambient-waypoint).
 func (p *policy) selects(w Workload) bool {
-	return !p.hasSelector || subset(p.matchLabels, w.PodLabels)
+	if !p.hasSelector {
+		return true
+	}
+	for k, v := range p.matchLabels {
+		if k == LabelDataplane && w.PodLabels[k] == "" {
+			if v != ModeSidecar && v != ModeAmbientWaypoint {
+				return false
+			}
+			continue
+		}
+		if pv, ok := w.PodLabels[k]; !ok || pv != v {
+			return false
+		}
+	}
+	return true
 }
 
 // service is one decoded Service of the namespace.
@@ -183,6 +201,7 @@ type service struct {
 	selector map[string]string
 	waypoint string // istio.io/use-waypoint label, if any
 	wpNS     string // istio.io/use-waypoint-namespace label, if any
+	remapped string // a port whose targetPort differs from it, "" if none
 }
 
 func decodeService(field string, u *unstructured.Unstructured, ns string) (*service, error) {
@@ -202,8 +221,45 @@ func decodeService(field string, u *unstructured.Unstructured, ns string) (*serv
 	if err != nil {
 		return nil, fmt.Errorf("%s: spec.selector: %w", field, err)
 	}
+	ports, _, err := unstructured.NestedSlice(u.Object, "spec", "ports")
+	if err != nil {
+		return nil, fmt.Errorf("%s: spec.ports: %w", field, err)
+	}
 	l := u.GetLabels()
-	return &service{name: u.GetName(), selector: sel, waypoint: l["istio.io/use-waypoint"], wpNS: l["istio.io/use-waypoint-namespace"]}, nil
+	s := &service{name: u.GetName(), selector: sel, waypoint: l["istio.io/use-waypoint"], wpNS: l["istio.io/use-waypoint-namespace"]}
+	for _, p := range ports {
+		m, ok := p.(map[string]interface{})
+		if !ok {
+			return nil, fmt.Errorf("%s: spec.ports: want a list of objects", field)
+		}
+		port, tp := fmt.Sprint(m["port"]), m["targetPort"]
+		if tp != nil && fmt.Sprint(tp) != port {
+			s.remapped = fmt.Sprintf("%s->%v", port, tp)
+			break
+		}
+	}
+	return s, nil
+}
+
+// usesPorts reports whether a rule of the policy matches destination ports
+// (to.operation.ports or notPorts, or a destination.port condition).
+func (p *policy) usesPorts() bool {
+	for _, r := range p.rules() {
+		rule, _ := r.(map[string]interface{})
+		for _, t := range asList(rule["to"]) {
+			tm, _ := t.(map[string]interface{})
+			op, _ := tm["operation"].(map[string]interface{})
+			if len(asList(op["ports"]))+len(asList(op["notPorts"])) > 0 {
+				return true
+			}
+		}
+		for _, c := range asList(rule["when"]) {
+			if m, ok := c.(map[string]interface{}); ok && m["key"] == "destination.port" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // selects reports whether the Service's selector picks the workload's pods.

@@ -88,15 +88,22 @@
 // wave, when: it is in the root namespace (narrowing it would change it in
 // every namespace); it has no selector (namespace-wide: narrowing would change
 // it for every workload of the namespace, and an unlabelled pod would lose
-// it); its selector already holds another meshshift.io/dataplane value; no
+// it); its selector already holds meshshift.io/dataplane: ambient-waypoint
+// (it would select the moved pods at ztunnel); no
 // Service selects a workload (a targetRefs copy would not cover it; policies
 // attached to the waypoint Gateway itself would cover every Service behind
 // it); a Service that selects the workload also selects pods the policy
 // does not (its selector lacks some of the policy's labels: the copy would
-// widen the policy); or a Service already uses another waypoint. Propose
+// widen the policy); a Service already uses another waypoint; or the policy
+// matches destination ports and a Service maps a port to another targetPort
+// (the waypoint matches the Service's port, the sidecar the pod's, so the
+// copy would match other ports). Propose
 // then plans again without those workloads. Policies attached with
 // targetRefs already and objects a migration created (LabelMigration) are
-// left alone.
+// left alone. Pod templates do not carry meshshift.io/dataplane (the webhook
+// writes it on pods), so a selector on it is matched as selecting the
+// workload's pods while on a sidecar (sidecar) or once moved
+// (ambient-waypoint).
 //
 // This package is pure: no client, no clock, no I/O. It must not import
 // client packages (client-go clients, controller-runtime's client), webhook,

@@ -208,13 +208,17 @@ func (pl *planner) services(p *policy, ws []int) []*service {
 			continue
 		}
 		switch {
-		case !subset(p.matchLabels, s.selector):
+		case !subset(withoutDataplane(p.matchLabels), s.selector):
 			pl.block(p, sel, fmt.Sprintf("Service %s (selector %s) also selects pods the policy does not (selector %s): a copy attached to it would widen the policy",
 				s.name, labelsString(s.selector), labelsString(p.matchLabels)))
 			ok = false
 		case s.waypoint != "" && (s.waypoint != pl.in.Waypoint || (s.wpNS != "" && s.wpNS != pl.in.Namespace)):
 			pl.block(p, sel, fmt.Sprintf("Service %s uses waypoint %s, not %s/%s: the copy would be enforced by a waypoint with another identity",
 				s.name, s.waypoint, pl.in.Namespace, pl.in.Waypoint))
+			ok = false
+		case s.remapped != "" && p.usesPorts():
+			pl.block(p, sel, fmt.Sprintf("it matches destination ports and Service %s maps port %s: the waypoint sees the Service's port, the sidecar the pod's, so the copy would match other ports",
+				s.name, s.remapped))
 			ok = false
 		default:
 			out = append(out, s)
@@ -374,4 +378,19 @@ func (pl *planner) admit(p *policy, ws []int) ([]*unstructured.Unstructured, err
 		return nil, err
 	}
 	return []*unstructured.Unstructured{ad, cp}, nil
+}
+
+// withoutDataplane is a selector without LabelDataplane, which Services do
+// not select on: the copy covers the workload's pods on either side of the move.
+func withoutDataplane(m map[string]string) map[string]string {
+	if _, ok := m[LabelDataplane]; !ok {
+		return m
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if k != LabelDataplane {
+			out[k] = v
+		}
+	}
+	return out
 }
