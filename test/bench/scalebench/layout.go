@@ -112,7 +112,8 @@ func services(ns string) []client.Object {
 	for _, app := range []string{"web", "api"} {
 		out = append(out, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns},
-			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": app},
+			// Headless: the test API server's service range holds 254 addresses.
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": app}, ClusterIP: corev1.ClusterIPNone,
 				Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}},
 		})
 	}

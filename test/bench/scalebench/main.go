@@ -37,6 +37,8 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -51,6 +53,7 @@ type config struct {
 	workers        int
 	profileDir     string
 	timeout        time.Duration
+	settle         time.Duration
 	out            io.Writer
 }
 
@@ -74,18 +77,28 @@ func main() {
 	flag.IntVar(&c.loadPods, "load-pods", 5000, "pods created in the webhook latency run")
 	flag.IntVar(&c.workers, "workers", 128, "concurrent creators of the webhook latency run")
 	flag.StringVar(&c.profileDir, "profile-dir", "", "write the manager's heap (after sync) and CPU (during the latency run) profiles to this folder")
-	flag.DurationVar(&c.timeout, "timeout", 25*time.Minute, "upper bound of the whole run")
+	flag.DurationVar(&c.timeout, "timeout", 40*time.Minute, "upper bound of the whole run")
+	flag.DurationVar(&c.settle, "settle", 10*time.Second, "wait after the manager is ready before its memory is read (its first reconciles)")
 	flag.Parse()
+	os.Exit(runMain(c))
+}
+
+// runMain runs the bench, stopping (and removing what it started) when
+// interrupted, and returns the exit code.
+func runMain(c config) int {
 	if c.scale <= 0 {
 		fmt.Fprintln(os.Stderr, "scalebench: flag -scale must be above 0")
-		os.Exit(2)
+		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sig, c.timeout)
 	defer cancel()
 	if _, err := run(ctx, c); err != nil {
 		fmt.Fprintln(os.Stderr, "scalebench:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // result is what the last line reports.
@@ -163,7 +176,7 @@ func run(ctx context.Context, c config) (result, error) {
 	}
 	r.readyS = ready.Seconds()
 	lg("manager ready (first decided pod) %.2fs after exec", r.readyS)
-	mem, err := m.memory(ctx, c.profileDir)
+	mem, err := m.memory(ctx, c.settle, c.profileDir)
 	if err != nil {
 		return r, err
 	}
@@ -192,7 +205,7 @@ func run(ctx context.Context, c config) (result, error) {
 		return r, err
 	}
 	r.waveS, r.rollbackS = w.flipToReady.Seconds(), w.breachToRolledBack.Seconds()
-	mem2, err := m.memory(ctx, "")
+	mem2, err := m.memory(ctx, c.settle, "")
 	if err == nil {
 		lg("manager memory at the end: rss %.0f MiB, heap in use %.1f MiB after a forced collection", mem2.rssMiB, mem2.heapMiB)
 	}

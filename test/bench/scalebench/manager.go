@@ -213,7 +213,7 @@ func (e *env) startManager(ctx context.Context, b binary, name string) (*manager
 	)
 	m.cmd.Env = append(os.Environ(), genv...)
 	m.cmd.Stdout, m.cmd.Stderr = logf, logf
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	m.started = time.Now()
 	if err := m.cmd.Start(); err != nil {
 		_ = logf.Close()
@@ -320,15 +320,15 @@ type memory struct {
 	rssMiB, heapMiB, heapBeforeMiB float64
 }
 
-// memory waits a little for the first reconciles to settle, reads the RSS
+// memory waits settle for the first reconciles, reads the RSS
 // and the heap in use, then forces a collection (the heap profile's gc=1,
 // written to dir when not empty) and reads the heap in use again.
-func (m *manager) memory(ctx context.Context, dir string) (memory, error) {
+func (m *manager) memory(ctx context.Context, settle time.Duration, dir string) (memory, error) {
 	var out memory
 	select {
 	case <-ctx.Done():
 		return out, ctx.Err()
-	case <-time.After(10 * time.Second):
+	case <-time.After(settle):
 	}
 	var err error
 	if out.rssMiB, err = m.rssMiB(); err != nil {

@@ -113,6 +113,9 @@ func (h histogram) quantile(q float64) float64 {
 	lower, below := 0.0, 0.0
 	for i, b := range h.bounds {
 		if h.counts[i] >= rank {
+			if math.IsInf(b, 1) {
+				return lower
+			}
 			in := h.counts[i] - below
 			if in <= 0 {
 				return b
@@ -121,7 +124,7 @@ func (h histogram) quantile(q float64) float64 {
 		}
 		lower, below = b, h.counts[i]
 	}
-	return h.bounds[len(h.bounds)-1]
+	return lower
 }
 
 const (
@@ -319,7 +322,7 @@ func startPrometheus(ctx context.Context) (*prometheus, error) {
 	p := &prometheus{url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: dir, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn")
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("start prometheus: %w", err)
