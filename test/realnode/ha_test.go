@@ -20,6 +20,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,6 +52,9 @@ var haNamespaces = []struct {
 		Labels: map[string]string{"istio-injection": "enabled"}}}, mode: meshv1alpha1.ModeSidecar},
 	{ns: corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ha-none"}}, mode: meshv1alpha1.ModeNone},
 }
+
+// haCreators is how many goroutines create pods during the HA test.
+const haCreators = 4
 
 // haPod is a pod no node admits (it stays Pending and is deleted at once):
 // the test measures admission, not the node.
@@ -147,7 +151,7 @@ func TestWebhookHA(t *testing.T) {
 	// Pods are created without pause from here on. The API server keeps a
 	// connection to one replica behind the Service; evicting each of the
 	// two original replicas in turn breaks whichever it used.
-	cr := startCreators(ctx, cl, 4)
+	cr := startCreators(ctx, cl, haCreators)
 	time.Sleep(3 * time.Second)
 	served := map[string]float64{} // decisions each replica made, read just before it went
 	leader := leaderPod(ctx, t, cl)
@@ -203,8 +207,16 @@ func TestWebhookHA(t *testing.T) {
 	}
 	evicted := first.at
 
-	// Every pod got its decision, and the same metadata as the reference.
+	// Every pod got its decision, the same metadata as the reference of its
+	// namespace. Not quite every one: when a replica's server shuts down it
+	// closes the API server's keep-alive connection, and a call sent on it at
+	// that instant fails (the API server does not retry it: kubernetes
+	// issue 127335) and failurePolicy Ignore admits the pod undecided. Such
+	// pods are allowed only at the evictions (at most one call in flight per
+	// creator each time), and each must be reported by the missed-decision
+	// detector as DESIGN.md says.
 	var wrong []string
+	undecided := map[string]*corev1.Pod{}
 	perPhase := map[string]int{}
 	for _, p := range pods {
 		phase := "before"
@@ -215,18 +227,31 @@ func TestWebhookHA(t *testing.T) {
 			phase = "after the first eviction"
 		}
 		perPhase[phase]++
-		if diff := cmp.Diff(want[p.pod.Namespace], meshMetadata(p.pod)); diff != "" {
-			wrong = append(wrong, fmt.Sprintf("%s/%s created %v after the eviction: (-want +got)\n%s",
+		got := meshMetadata(p.pod)
+		if len(got) == 0 {
+			undecided[p.pod.Name] = p.pod
+			t.Logf("pod %s/%s admitted without a decision %v after the first eviction, %v after the second",
+				p.pod.Namespace, p.pod.Name, p.at.Sub(evicted).Round(time.Millisecond), p.at.Sub(second.at).Round(time.Millisecond))
+			continue
+		}
+		if diff := cmp.Diff(want[p.pod.Namespace], got); diff != "" {
+			wrong = append(wrong, fmt.Sprintf("%s/%s created %v after the first eviction: (-want +got)\n%s",
 				p.pod.Namespace, p.pod.Name, p.at.Sub(evicted).Round(time.Millisecond), diff))
 		}
 	}
-	t.Logf("%d pods created: %v", len(pods), perPhase)
+	t.Logf("%d pods created: %v; %d admitted without a decision", len(pods), perPhase, len(undecided))
 	if len(pods) < 100 || perPhase["after the first eviction"] == 0 || perPhase["after the second eviction"] == 0 {
 		t.Errorf("too few pods to show anything: %d (%v)", len(pods), perPhase)
 	}
 	if len(wrong) > 0 {
-		t.Errorf("%d of %d pods lack meshshift's decision or differ from the reference; the first:\n%s",
+		t.Errorf("%d of %d pods differ from their namespace's reference decision; the first:\n%s",
 			len(wrong), len(pods), strings.Join(wrong[:min(5, len(wrong))], "\n"))
+	}
+	if max := 2 * haCreators; len(undecided) > max {
+		t.Errorf("%d pods admitted without a decision, more than the %d calls that can be in flight when the two evicted replicas close their connections", len(undecided), max)
+	}
+	if len(undecided) > 0 {
+		waitMissedDecisionsReported(ctx, t, cl, undecided)
 	}
 
 	// The replica that stayed and the replacement answer alike, and as the
@@ -311,6 +336,36 @@ func scrapeSum(url, name string) (float64, error) {
 		sum += v
 	}
 	return sum, nil
+}
+
+// waitMissedDecisionsReported waits until each of the pods has a
+// MissedDecision event from the leading manager's detector.
+func waitMissedDecisionsReported(ctx context.Context, t *testing.T, cl client.Client, pods map[string]*corev1.Pod) {
+	t.Helper()
+	missing := map[string]bool{}
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		clear(missing)
+		for name := range pods {
+			missing[name] = true
+		}
+		for _, h := range haNamespaces {
+			var evs eventsv1.EventList
+			if err := cl.List(ctx, &evs, client.InNamespace(h.ns.Name)); err != nil {
+				return false, nil
+			}
+			for _, e := range evs.Items {
+				if e.Reason == "MissedDecision" {
+					delete(missing, e.Regarding.Name)
+				}
+			}
+		}
+		return len(missing) == 0, nil
+	})
+	if err != nil {
+		t.Errorf("pods admitted without a decision and never reported by a MissedDecision event: %v (%v)", missing, err)
+		return
+	}
+	t.Logf("each of the %d pods admitted without a decision has its MissedDecision event", len(pods))
 }
 
 // waitPDBAllows waits until the manager's PodDisruptionBudget allows n
