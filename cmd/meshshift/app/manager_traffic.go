@@ -3,16 +3,20 @@ package app
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/meshshift/meshshift/signals"
 	"github.com/meshshift/meshshift/webhook"
@@ -62,6 +66,7 @@ func (t *trafficFlags) setup(mgr ctrl.Manager, namespace, prometheusURL string) 
 		return nil, fmt.Errorf("flag --traffic-interval %v: must be at least 1s", t.interval)
 	}
 	var src trafficSource
+	var prepare func(context.Context) error
 	switch t.source {
 	case trafficNone:
 		return nil, nil
@@ -77,7 +82,16 @@ func (t *trafficFlags) setup(mgr ctrl.Manager, namespace, prometheusURL string) 
 		if ns == "" {
 			ns = namespace
 		}
-		src = &signals.AgentSource{Endpoints: agentEndpoints(mgr.GetAPIReader(), ns, sel, t.agentPort)}
+		ips := signals.NewPodIPs()
+		ips.CronJobOf = cronJobOf(mgr.GetCache())
+		as := &signals.AgentSource{Endpoints: agentEndpoints(mgr.GetAPIReader(), ns, sel, t.agentPort), Peers: ips}
+		if err := registerCallers(as.CallerEdges); err != nil {
+			return nil, err
+		}
+		src = as
+		// The pod informer of the manager's cache (the missed-decision
+		// detector's too) feeds the index of the peers' addresses.
+		prepare = func(ctx context.Context) error { return signals.WatchPodIPs(ctx, mgr.GetCache(), ips) }
 	case trafficPrometheus:
 		url := t.prometheusURL
 		if url == "" {
@@ -94,7 +108,7 @@ func (t *trafficFlags) setup(mgr ctrl.Manager, namespace, prometheusURL string) 
 	default:
 		return nil, fmt.Errorf("flag --traffic-source %q: must be one of %s, %s, %s", t.source, trafficAgents, trafficPrometheus, trafficNone)
 	}
-	if err := mgr.Add(&trafficLoop{src: src, name: t.source, interval: t.interval}); err != nil {
+	if err := mgr.Add(&trafficLoop{src: src, name: t.source, interval: t.interval, prepare: prepare}); err != nil {
 		return nil, fmt.Errorf("add traffic source: %w", err)
 	}
 	return src.Snapshot, nil
@@ -106,6 +120,7 @@ type trafficLoop struct {
 	src      trafficSource
 	name     string
 	interval time.Duration
+	prepare  func(context.Context) error // may be nil
 }
 
 var _ manager.LeaderElectionRunnable = (*trafficLoop)(nil)
@@ -114,6 +129,11 @@ func (l *trafficLoop) NeedLeaderElection() bool { return false }
 
 func (l *trafficLoop) Start(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx).WithName("traffic")
+	if l.prepare != nil {
+		if err := l.prepare(ctx); err != nil {
+			return fmt.Errorf("traffic source %s: %w", l.name, err)
+		}
+	}
 	tick := time.NewTicker(l.interval)
 	defer tick.Stop()
 	for {
@@ -125,6 +145,44 @@ func (l *trafficLoop) Start(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
+	}
+}
+
+// callerEdges is what the one registered meshshift_workload_caller_connections
+// collector reads: the callers of the last agent source set up in this process.
+var (
+	callerEdges     atomic.Pointer[func() signals.CallerEdges]
+	callersRegister sync.Once
+	callersErr      error
+)
+
+// registerCallers points the manager's caller metric at edges, registering
+// the collector with the manager's metrics registry the first time.
+func registerCallers(edges func() signals.CallerEdges) error {
+	callerEdges.Store(&edges)
+	callersRegister.Do(func() {
+		read := func() signals.CallerEdges { return (*callerEdges.Load())() }
+		if err := ctrlmetrics.Registry.Register(signals.NewCallersCollector(read, signals.MaxCallerSeries)); err != nil {
+			callersErr = fmt.Errorf("register caller metric: %w", err)
+		}
+	})
+	return callersErr
+}
+
+// cronJobOf names the CronJob that controls a Job, from the manager's cache
+// of Jobs' metadata (the webhook's; started on first use otherwise).
+func cronJobOf(r client.Reader) func(namespace, job string) (string, bool) {
+	return func(namespace, job string) (string, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m := webhook.JobMetadata()
+		if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: job}, m); err != nil {
+			return "", false
+		}
+		if c := metav1.GetControllerOf(m); c != nil && c.Kind == "CronJob" {
+			return c.Name, true
+		}
+		return "", false
 	}
 }
 

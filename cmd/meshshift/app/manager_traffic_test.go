@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,10 +13,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshshift/meshshift/bpf/agent"
 	"github.com/meshshift/meshshift/bpf/agent/agenttest"
+	"github.com/meshshift/meshshift/signals"
 	"github.com/meshshift/meshshift/test/harness"
 )
 
@@ -84,6 +87,26 @@ func TestManagerTrafficFromRealAgent(t *testing.T) {
 		}
 	}
 
+	// The client that calls shop/web: a pod holding the loopback address
+	// too, created after the agent pod, so the manager's pod address index
+	// names it (the newer pod) as the caller of the connections the agent
+	// saw from 127.0.0.1.
+	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // creation times have one-second resolution
+	loadgen := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "loadgen"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "loadgen", Image: "loadgen:dev"}}},
+	}
+	if err := c.Client.Create(ctx, loadgen); err != nil {
+		t.Fatal(err)
+	}
+	loadgen.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}}}
+	if err := c.Client.Status().Update(ctx, loadgen); err != nil {
+		t.Fatal(err)
+	}
+
 	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{Scheme: newScheme(), Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
 		t.Fatal(err)
@@ -116,11 +139,43 @@ func TestManagerTrafficFromRealAgent(t *testing.T) {
 		if got := web.ErrorRate; got < 0.333 || got > 0.334 {
 			t.Fatalf("error rate read through the manager = %v, want 4/12", got)
 		}
-		t.Logf("manager read shop/web from agent pod 127.0.0.1:%s: %.2f req/s, error rate %.3f, window %v",
-			strconv.Itoa(port), web.RequestRate, web.ErrorRate, web.Window)
+		if len(web.Callers) == 0 {
+			return false, nil // the pod address index may still be syncing
+		}
+		if want := []signals.WorkloadKey{{Namespace: "shop", Name: "loadgen"}}; !slices.Equal(web.Callers, want) {
+			t.Fatalf("callers of shop/web read through the manager = %v, want %v", web.Callers, want)
+		}
+		t.Logf("manager read shop/web from agent pod 127.0.0.1:%s: %.2f req/s, error rate %.3f, window %v, callers %v",
+			strconv.Itoa(port), web.RequestRate, web.ErrorRate, web.Window, web.Callers)
 		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("the manager's traffic snapshot never showed shop/web: %v (last %+v)", err, traffic())
+		t.Fatalf("the manager's traffic snapshot never showed shop/web with its caller: %v (last %+v)", err, traffic())
+	}
+	// The caller metric, as the manager's /metrics serves it.
+	mfs, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() != "meshshift_workload_caller_connections" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			if l["namespace"] == "shop" && l["workload"] == "web" && l["caller_namespace"] == "shop" && l["caller_workload"] == "loadgen" {
+				found = true
+				if v := m.GetGauge().GetValue(); v < 1 || v > 12 {
+					t.Errorf("meshshift_workload_caller_connections shop/web <- shop/loadgen = %v, want 1-12 (the burst's connections in the window)", v)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Error("no meshshift_workload_caller_connections series for shop/web called by shop/loadgen")
 	}
 }
