@@ -8,6 +8,7 @@
 // resume, approve and rollback.
 //
 // Every mode is chosen by policies.Decide; this package only gathers inputs
-// and presents answers. It must not import webhook, migrator, bpf, cmd or
-// test packages.
+// and presents answers. It must not import webhook, migrator (but for its
+// pure migrator/l7policy, whose proposals plan --emit-policies writes), bpf,
+// cmd or test packages.
 package cli

@@ -58,6 +58,9 @@ type Inventory struct {
 	Traffic *signals.TrafficSnapshot
 	// Notes say what was not read and why (kinds meshshift does not read).
 	Notes []string
+	// Objects are the objects read, as read (plan --emit-policies copies and
+	// narrows the Istio policies among them).
+	Objects []Object
 	// Skipped are objects of kinds meshshift reads that were left out: mesh
 	// objects their Go types cannot decode, Rollouts whose workloadRef names
 	// no Deployment read. The plan is made without them.
@@ -70,7 +73,7 @@ type Inventory struct {
 // rest: it is left out and listed in Skipped, as the mesh itself would leave
 // it out.
 func Build(objs []Object) (*Inventory, error) {
-	inv := &Inventory{Namespaces: map[string]*corev1.Namespace{}, Index: signals.NewIndex("")}
+	inv := &Inventory{Namespaces: map[string]*corev1.Namespace{}, Index: signals.NewIndex(""), Objects: objs}
 	b := &builder{inv: inv, det: &detectInputs{}, podSrc: map[*corev1.Pod]Source{}, seen: map[string]Source{},
 		jobOwner: map[string]string{}}
 	var errs, all []error // fatal ones; every one, in order
