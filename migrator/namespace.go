@@ -282,9 +282,10 @@ func (r *Reconciler) flipNamespace(ctx context.Context, mm *meshv1alpha1.MeshMig
 // the namespace's policies were moved and final is false, it restores only
 // the labels: the originals, the copies and the waypoint stay until the
 // workloads are back on their sidecars (a restored original selecting an
-// ambient pod would be enforced by ztunnel as deny-all); the call with final
-// true, after the restart, restores the originals, deletes the copies, then
-// undoes the waypoint.
+// ambient pod would be enforced by ztunnel as deny-all) — originals removed
+// at promotion are recreated narrowed first; the call with final true, after
+// the restart, restores the originals, deletes the copies, then undoes the
+// waypoint.
 func (r *Reconciler) undoNamespace(ctx context.Context, migration, name string, final bool) error {
 	ns := &corev1.Namespace{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
@@ -304,6 +305,9 @@ func (r *Reconciler) undoNamespace(ctx context.Context, migration, name string, 
 		return err
 	}
 	if rec.Policies != nil {
+		if err := r.recreateRemoved(ctx, name, rec); err != nil {
+			return err
+		}
 		if !final {
 			return nil
 		}

@@ -185,10 +185,16 @@ func proposalLines(ns string, plan *l7policy.Plan) []string {
 // moveNamespacePolicies does the next step of a namespace's policy move:
 // record → label sidecar pods → waypoint Gateway → wait until istiod has
 // programmed it → copies and admit policies → narrow the originals. It
-// returns done when every step is complete, else what it waits for. Each
+// returns done when every step is complete (moved when the namespace had
+// policies to move), else what it waits for. Each
 // step is idempotent: a restarted manager repeats the ones already done
 // without changing anything.
-func (r *Reconciler) moveNamespacePolicies(ctx context.Context, mm *meshv1alpha1.MeshMigration, wave, name string) (bool, string, error) {
+func (r *Reconciler) moveNamespacePolicies(ctx context.Context, mm *meshv1alpha1.MeshMigration, wave, name string) (done, moved bool, why string, err error) {
+	done, why, err = r.moveSteps(ctx, mm, wave, name, &moved)
+	return done, moved, why, err
+}
+
+func (r *Reconciler) moveSteps(ctx context.Context, mm *meshv1alpha1.MeshMigration, wave, name string, moved *bool) (bool, string, error) {
 	ns, rec, err := r.ensureRecord(ctx, mm, wave, name)
 	if err != nil {
 		return false, "", err
@@ -196,6 +202,7 @@ func (r *Reconciler) moveNamespacePolicies(ctx context.Context, mm *meshv1alpha1
 	if rec.Policies == nil || rec.Waypoint == "" {
 		return true, "", nil
 	}
+	*moved = true
 	plan, err := r.propose(ctx, mm, name, rec.Waypoint, rec.Policies.Workloads)
 	if err != nil {
 		return false, "", err
@@ -389,7 +396,26 @@ func (r *Reconciler) narrow(ctx context.Context, m l7policy.Move) error {
 	return nil
 }
 
-// undoPolicies restores every original the migration narrowed or removed in
+// recreateRemoved recreates, narrowed as they were, the originals a
+// promotion removed (originalPolicies Remove), so the pods a rollback puts
+// back on sidecars are guarded by them again.
+func (r *Reconciler) recreateRemoved(ctx context.Context, namespace string, rec *Record) error {
+	if rec.Policies == nil {
+		return nil
+	}
+	for _, key := range sortedKeys(rec.Policies.Removed) {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(rec.Policies.Removed[key]); err != nil {
+			return fmt.Errorf("read removed %s of namespace %s: %w", key, namespace, err)
+		}
+		if err := r.Client.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("recreate %s %s/%s: %w", u.GetKind(), namespace, u.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// undoPolicies restores every original the migration narrowed in
 // a namespace, then deletes the copies and admit policies it created. The
 // waypoint is undone after it (undoNamespace), so no targetRefs policy is
 // ever left without it.
@@ -398,9 +424,7 @@ func (r *Reconciler) undoPolicies(ctx context.Context, migration, namespace stri
 	if err != nil {
 		return err
 	}
-	have := map[string]bool{}
 	for _, p := range ps {
-		have[policyKey(p)] = true
 		if p.GetLabels()[l7policy.LabelMigration] != "" || !l7policy.IsNarrowed(p) {
 			continue
 		}
@@ -412,22 +436,6 @@ func (r *Reconciler) undoPolicies(ctx context.Context, migration, namespace stri
 		orig.SetUID(p.GetUID())
 		if err := r.Client.Update(ctx, orig); err != nil {
 			return fmt.Errorf("restore %s %s/%s: %w", p.GetKind(), namespace, p.GetName(), err)
-		}
-	}
-	if rec.Policies != nil {
-		for _, key := range sortedKeys(rec.Policies.Removed) {
-			if have[key] {
-				continue
-			}
-			u := &unstructured.Unstructured{}
-			if err := u.UnmarshalJSON(rec.Policies.Removed[key]); err != nil {
-				return fmt.Errorf("read removed %s of namespace %s: %w", key, namespace, err)
-			}
-			u.SetResourceVersion("")
-			u.SetUID("")
-			if err := r.Client.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("recreate %s %s/%s: %w", u.GetKind(), namespace, u.GetName(), err)
-			}
 		}
 	}
 	for _, p := range ps {
@@ -443,8 +451,9 @@ func (r *Reconciler) undoPolicies(ctx context.Context, migration, namespace stri
 }
 
 // removeOriginals deletes the narrowed originals of a promoted wave's
-// namespace (originalPolicies Remove), after writing each, as it was before
-// the move, into the namespace's record so a later rollback recreates it.
+// namespace (originalPolicies Remove), after writing each, narrowed (with the
+// original in its annotation), into the namespace's record so a later
+// rollback recreates it and then restores it exactly.
 func (r *Reconciler) removeOriginals(ctx context.Context, migration, name string) error {
 	ns := &corev1.Namespace{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
@@ -471,11 +480,12 @@ func (r *Reconciler) removeOriginals(ctx context.Context, migration, name string
 		rec.Policies.Removed = map[string]json.RawMessage{}
 	}
 	for _, p := range narrowed {
-		orig, err := l7policy.Restore(p)
-		if err != nil {
-			return fmt.Errorf("restore %s %s/%s: %w", p.GetKind(), name, p.GetName(), err)
+		keep := p.DeepCopy()
+		for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"} {
+			unstructured.RemoveNestedField(keep.Object, "metadata", f)
 		}
-		b, err := orig.MarshalJSON()
+		delete(keep.Object, "status")
+		b, err := keep.MarshalJSON()
 		if err != nil {
 			return fmt.Errorf("encode %s %s/%s: %w", p.GetKind(), name, p.GetName(), err)
 		}

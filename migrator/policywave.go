@@ -52,8 +52,10 @@ func (r *Reconciler) precheckPolicies(ctx context.Context, mm *meshv1alpha1.Mesh
 // policy that cannot move, or a waypoint not programmed within readyTimeout,
 // rolls the wave back.
 func (r *Reconciler) movePolicies(ctx context.Context, mm *meshv1alpha1.MeshMigration, w *meshv1alpha1.WaveStatus) (ctrl.Result, error) {
+	anyMoved := false
 	for _, n := range w.Namespaces {
-		done, why, err := r.moveNamespacePolicies(ctx, mm, w.Name, n)
+		done, moved, why, err := r.moveNamespacePolicies(ctx, mm, w.Name, n)
+		anyMoved = anyMoved || moved
 		var be *blockedError
 		if errors.As(err, &be) {
 			r.startRollback(ctx, mm, w, ReasonPolicyMoveBlocked, fmt.Sprintf("wave %s: %s", w.Name, be.msg))
@@ -73,6 +75,10 @@ func (r *Reconciler) movePolicies(ctx context.Context, mm *meshv1alpha1.MeshMigr
 			}
 			return ctrl.Result{RequeueAfter: r.poll()}, nil
 		}
+	}
+	if !anyMoved {
+		w.Phase, w.PolicyStep, w.Message = meshv1alpha1.WaveFlipping, "nothing to move", "no policies to move; flipping"
+		return next, nil
 	}
 	now := r.now()
 	w.WaypointProgrammedAt = &now

@@ -80,7 +80,7 @@ func newTestReconciler(t *testing.T, caps signals.Capabilities, features Feature
 }
 
 func typeName(obj client.Object) string {
-	switch obj.(type) {
+	switch o := obj.(type) {
 	case *corev1.Namespace:
 		return "Namespace"
 	case *corev1.Service:
@@ -89,6 +89,8 @@ func typeName(obj client.Object) string {
 		return "Gateway"
 	case *meshv1alpha1.MeshMigration:
 		return "MeshMigration"
+	case *unstructured.Unstructured:
+		return o.GetKind()
 	}
 	return "other"
 }
