@@ -124,3 +124,55 @@ func TestWritePoliciesRefusesToOverwrite(t *testing.T) {
 		t.Fatalf("second write: err = %v, want a refusal", err)
 	}
 }
+
+// TestGoldenExplainPolicyMove: explain shows the before and after of the
+// policies that move for a workload, and the blocked ones for another.
+func TestGoldenExplainPolicyMove(t *testing.T) {
+	inv := loadSample(t, l7MoveSample)
+	o := &Options{Target: l7MoveSample.target, Now: goldenNow}
+	for _, key := range []string{"shop/checkout", "shop/reports", "legacy/billing"} {
+		ns, name, _ := strings.Cut(key, "/")
+		e, err := Explain(inv, ns, name, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := PrintExplanation(&out, FormatTable, e); err != nil {
+			t.Fatal(err)
+		}
+		checkGolden(t, "explain-l7-move-"+ns+"-"+name,
+			l7MoveSample.command("explain", l7MoveSample.target, key)+"--- stdout\n"+out.String()+"--- stderr\n"+stderr(inv))
+		pm := e.PolicyMove
+		if pm == nil {
+			t.Fatalf("%s: no policy move", key)
+		}
+		switch key {
+		case "shop/checkout":
+			var objs []string
+			for _, c := range pm.Changes {
+				objs = append(objs, c.Object)
+				if c.Before == "" || len(c.After) != 2 {
+					t.Errorf("%s: before %q, %d after objects; want the spec and 2", c.Object, c.Before, len(c.After))
+				}
+			}
+			want := []string{"AuthorizationPolicy shop/checkout-admin-token", "AuthorizationPolicy shop/checkout-api",
+				"RequestAuthentication shop/checkout-jwt", "AuthorizationPolicy shop/checkout-callers"}
+			if strings.Join(objs, ";") != strings.Join(want, ";") {
+				t.Errorf("changes %q, want %q", objs, want)
+			}
+		default:
+			if len(pm.Changes) != 0 || len(pm.Blocked) != 1 {
+				t.Errorf("%s: %d changes, blocked %q; want one blocked entry", key, len(pm.Changes), pm.Blocked)
+			}
+		}
+	}
+	// A workload without policies to move shows no section.
+	inv = loadSample(t, samples[0])
+	e, err := Explain(inv, "bookinfo", "details-v1", &Options{Target: l7MoveSample.target, Now: goldenNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.PolicyMove != nil {
+		t.Errorf("bookinfo/details-v1: policy move %+v, want none", e.PolicyMove)
+	}
+}

@@ -71,6 +71,9 @@ type Explanation struct {
 	Inputs   ExplainInputs   `json:"inputs"`
 	Steps    []Step          `json:"steps"`
 	Decision ExplainDecision `json:"decision"`
+	// PolicyMove is the before and after of the policies that move to the
+	// workload's waypoint, when it moves to ambient-waypoint.
+	PolicyMove *PolicyMove `json:"policyMove,omitempty"`
 }
 
 // stepOf maps a Decision.Rule to the precedence step that produced it.
@@ -140,6 +143,7 @@ func Explain(inv *Inventory, namespace, name string, o *Options) (*Explanation, 
 		Labels: d.Labels, LabelsToRemove: d.LabelsToRemove, Annotations: d.Annotations,
 		AnnotationsToRemove: d.AnnotationsToRemove, Warnings: d.Warnings}
 	e.Steps = steps(&in, &d, p)
+	e.PolicyMove = explainPolicyMove(inv, w, o)
 	return e, nil
 }
 

@@ -143,6 +143,7 @@ func PrintExplanation(w io.Writer, format string, e *Explanation) error {
 		o.f("  remove:      %s\n", strings.Join(d.LabelsToRemove, ", "))
 	}
 	o.f("  annotations: %s\n", kv(d.Annotations))
+	printPolicyMove(o, e.PolicyMove)
 	for _, warn := range d.Warnings {
 		o.f("warning: %s\n", warn)
 	}
