@@ -137,7 +137,7 @@ func skippedExit(w io.Writer, inv *cli.Inventory) error {
 func newPlanCommand() *cobra.Command {
 	s := &sourceOptions{}
 	var waves int
-	var migration string
+	var migration, policiesDir string
 	cmd := &cobra.Command{
 		Use:   "plan (-f FILE|DIR ... | --cluster)",
 		Short: "Decide every workload's dataplane and propose migration waves",
@@ -155,10 +155,14 @@ Exit codes: 0 done, 1 error, 3 done but objects were skipped.
 
 -o json and -o yaml print one object per workload (namespace, workload, kind, mode, rule,
 reason, currentMode, wave, ...). --emit-migration NAME prints a MeshMigration running the
-proposed waves instead.`,
+proposed waves instead. --emit-policies DIR also writes, per namespace moving to
+ambient-waypoint, the L7 policy move as YAML files for review: targetRefs copies,
+narrowed originals and ztunnel admit policies, each with a comment naming its source, and
+blocked.txt where a policy cannot move (it never overwrites a file).`,
 		Example: `  meshshift plan -f config/samples/demo --target ambient
   meshshift plan -f manifests/ -o json
-  meshshift plan --cluster -n shop,payments --target ambient --emit-migration to-ambient`,
+  meshshift plan --cluster -n shop,payments --target ambient --emit-migration to-ambient
+  meshshift plan -f manifests/ --target ambient-waypoint --emit-policies proposed/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inv, o, err := s.load(cmd.Context())
@@ -171,6 +175,11 @@ proposed waves instead.`,
 			o.Waves = waves
 			p := cli.BuildPlan(inv, o)
 			printNotes(cmd.ErrOrStderr(), p.Notes)
+			if policiesDir != "" {
+				if err := emitPolicies(cmd.ErrOrStderr(), policiesDir, migration, inv, o); err != nil {
+					return err
+				}
+			}
 			if migration != "" {
 				if o.Target == "" {
 					return fmt.Errorf("flag --emit-migration needs --target: the mode the migration moves to")
@@ -198,6 +207,7 @@ proposed waves instead.`,
 	}
 	s.bind(cmd.Flags(), "")
 	cmd.Flags().IntVar(&waves, "waves", 3, "how many waves to propose")
+	cmd.Flags().StringVar(&policiesDir, "emit-policies", "", "write the L7 policy move (targetRefs copies, narrowed originals, admit policies) as YAML files under this folder, labelled with the --emit-migration name")
 	cmd.Flags().StringVar(&migration, "emit-migration", "", "print a MeshMigration of this name running the proposed waves (YAML, or JSON with -o json)")
 	return cmd
 }
