@@ -31,7 +31,46 @@ var originals = []string{"AuthorizationPolicy/web-allow", "RequestAuthentication
 func TestL7PolicyMigration(t *testing.T) {
 	e := startEnvWith(t, true)
 	t.Run("ApplyAndRollback", func(t *testing.T) { testL7Apply(t, e) })
+	t.Run("RemoveOriginals", func(t *testing.T) { testL7Remove(t, e) })
 	t.Run("KillAtEachPolicyStep", func(t *testing.T) { testL7Kill(t, e) })
+}
+
+// testL7Remove: with originalPolicies Remove the promoted wave deletes the
+// narrowed originals; a requested rollback recreates them (narrowed, so the
+// pods going back to sidecars are guarded at once) and then restores them
+// byte for byte.
+func testL7Remove(t *testing.T, e *env) {
+	const ns, name = "l7-remove", "l7-remove"
+	orig := e.makeL7Namespace(t, ns, 0)
+	stop := e.startMigrator(t, migratorOpts{releaseLease: true})
+	defer stop()
+	w := e.watchProtection(t, ns, name)
+	mm := l7Migration(name, ns, 3*time.Second)
+	mm.Spec.OriginalPolicies = meshv1alpha1.OriginalPoliciesRemove
+	create(t, e, mm)
+	e.waitMigration(t, name, 2*time.Minute, "Succeeded", condTrue(migrator.ConditionSucceeded))
+	e.waitPods(t, ns, meshv1alpha1.ModeAmbientWaypoint)
+	ps, err := e.listPolicies(context.Background(), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := 0
+	for i := range ps {
+		if ps[i].GetLabels()[l7policy.LabelMigration] == "" {
+			t.Errorf("original %s/%s still there after promotion with originalPolicies Remove", ps[i].GetKind(), ps[i].GetName())
+		} else {
+			copies++
+		}
+	}
+	if copies < 2 {
+		t.Errorf("%d copies after promotion, want at least 2", copies)
+	}
+	e.checkNow(t, ns, "promoted, originals removed")
+	patchSpec(t, e, name, func(s *meshv1alpha1.MeshMigrationSpec) { s.RollbackRequested = true })
+	e.waitMigration(t, name, 2*time.Minute, "RolledBack", condTrue(migrator.ConditionRolledBack))
+	e.waitPods(t, ns, meshv1alpha1.ModeSidecar)
+	w.finish(t)
+	e.restoredState(t, ns, orig)
 }
 
 // makeL7Namespace is makeNamespacesSlow plus the original policies; it
