@@ -8,7 +8,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -93,9 +92,7 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "meshshift-manager.meshshift.io",
 		LeaderElectionNamespace: o.leaderElectNS,
-		// Nothing reads managedFields from the cache; dropped, they are a
-		// third of a cached pod's memory.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache:                   cacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
