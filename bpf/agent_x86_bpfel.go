@@ -82,8 +82,9 @@ type agentPeerKey struct {
 }
 
 type agentScanBuf struct {
-	_ structs.HostLayout
-	B [24]uint8
+	_    structs.HostLayout
+	B    [68]uint8
+	Cand uint32
 }
 
 type agentSkState struct {
