@@ -119,11 +119,11 @@ type h2Dir struct {
 // h2Conn follows one connection (one socket) in user space.
 type h2Conn struct {
 	dirs    [2]*h2Dir
-	streams map[uint32]*h2Stream
+	streams map[uint32]h2Stream // by value: no allocation per request
 }
 
 func newH2Conn() *h2Conn {
-	c := &h2Conn{streams: map[uint32]*h2Stream{}}
+	c := &h2Conn{streams: map[uint32]h2Stream{}}
 	for i := range c.dirs {
 		d := &h2Dir{}
 		d.dec = hpack.NewDecoder(4096, d.emit)
@@ -257,20 +257,20 @@ func (c *h2Conn) frame(dir uint8, hdr [9]byte, p []byte, ts uint64, done []h2Don
 
 // block handles a decoded header block on a stream.
 func (c *h2Conn) block(dir uint8, sid uint32, end bool, f h2Block, ts uint64, done []h2Done) ([]h2Done, error) {
-	st := c.streams[sid]
+	st, known := c.streams[sid]
 	if dir == 0 {
 		// Client to server: new stream ids start requests; a block on a
 		// known stream is the request's trailers.
-		if st == nil && sid != 0 {
+		if !known && sid != 0 {
 			if len(c.streams) >= h2MaxStreams {
 				return done, fmt.Errorf("%w: more than %d open streams", errDesync, h2MaxStreams)
 			}
-			c.streams[sid] = &h2Stream{start: ts, grpc: f.grpc, grpcStatus: -1}
+			c.streams[sid] = h2Stream{start: ts, grpc: f.grpc, grpcStatus: -1}
 			done = append(done, h2Done{start: true, grpc: f.grpc})
 		}
 		return done, nil
 	}
-	if st == nil {
+	if !known {
 		return done, nil // a stream that started before the agent looked
 	}
 	if f.status >= 200 || f.status == 101 {
@@ -280,8 +280,9 @@ func (c *h2Conn) block(dir uint8, sid uint32, end bool, f h2Block, ts uint64, do
 		st.grpcStatus = f.grpcStatus
 	}
 	if end {
-		done = c.finish(sid, st, ts, done)
+		return c.finish(sid, &st, ts, done), nil
 	}
+	c.streams[sid] = st
 	return done, nil
 }
 
@@ -289,13 +290,13 @@ func (c *h2Conn) block(dir uint8, sid uint32, end bool, f h2Block, ts uint64, do
 // RST_STREAM.
 func (c *h2Conn) mark(dir uint8, hdr [9]byte, ts uint64, done []h2Done) ([]h2Done, error) {
 	sid := binary.BigEndian.Uint32(hdr[5:]) & 0x7fffffff
-	st := c.streams[sid]
+	st, known := c.streams[sid]
 	switch hdr[3] {
 	case 0x3: // RST_STREAM: ended without an answer to count
 		delete(c.streams, sid)
 	case 0x0:
-		if dir == 1 && st != nil {
-			done = c.finish(sid, st, ts, done)
+		if dir == 1 && known {
+			done = c.finish(sid, &st, ts, done)
 		}
 	default:
 		return done, fmt.Errorf("%w: frame type %d sent as a mark", errDesync, hdr[3])

@@ -258,6 +258,9 @@ type h2Live struct {
 
 const h2SweepEvery = 5 * time.Second
 
+// h2Batch bounds the records handled under one hold of the tracker's lock.
+const h2Batch = 256
+
 func (t *h2Tracker) statsFor(cgid uint64) *L7Stats {
 	s := t.stats[cgid]
 	if s == nil {
@@ -343,12 +346,24 @@ func (t *h2Tracker) run() {
 		err := t.rd.ReadInto(&rec)
 		switch {
 		case err == nil:
-			ev, perr := parseH2Event(rec.RawSample)
+			// What the ring holds already, under one lock (records
+			// come in batches: the kernel wakes the reader rarely).
 			t.mu.Lock()
-			if perr == nil {
-				done = t.handle(&ev, done)
+			for n := 1; ; n++ {
+				if ev, perr := parseH2Event(rec.RawSample); perr == nil {
+					done = t.handle(&ev, done)
+				}
+				if n >= h2Batch || rec.Remaining == 0 {
+					break
+				}
+				if err = t.rd.ReadInto(&rec); err != nil {
+					break
+				}
 			}
 			t.mu.Unlock()
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return
+			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		case errors.Is(err, ringbuf.ErrClosed):
 			return
