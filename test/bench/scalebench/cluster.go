@@ -199,7 +199,7 @@ func (e *env) populateConfig(ctx context.Context, l layout) error {
 // create their pods through the webhook.
 func (e *env) populateWorkloads(ctx context.Context, l layout) error {
 	return parallel(ctx, l.namespaces, 32, func(ctx context.Context, i int) error {
-		for _, w := range workloads(nsName(i)) {
+		for _, w := range workloads(nsName(i), fmt.Sprintf("kwok-node-%d", i%l.nodes())) {
 			if err := e.create(ctx, w); err != nil {
 				return err
 			}
@@ -239,24 +239,52 @@ func (e *env) readyPods(ctx context.Context, namespaces map[string]bool) (int, e
 	return n, nil
 }
 
-func (e *env) waitWorkloadsReady(ctx context.Context, l layout, lg func(string, ...any)) error {
-	want := l.pods()
+// podCount counts the pods of the scale namespaces (metadata only).
+func (e *env) podCount(ctx context.Context) (int, error) {
+	var list metav1.PartialObjectMetadataList
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := e.cl.List(ctx, &list); err != nil {
+		return 0, fmt.Errorf("list pod metadata: %w", err)
+	}
+	n := 0
+	for _, p := range list.Items {
+		if strings.HasPrefix(p.Namespace, "scale-0") || strings.HasPrefix(p.Namespace, "scale-1") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// waitWorkloads waits until every pod exists (created through the webhook)
+// and the pods of the wave namespaces are Ready: the waves restart those.
+// Pods elsewhere may still be on their way to Ready (kwok on a shared
+// machine); the manager's caches hold them either way.
+func (e *env) waitWorkloads(ctx context.Context, l layout, lg func(string, ...any)) error {
+	waves := map[string]bool{}
+	for _, n := range append(l.waveA(), l.waveB()...) {
+		waves[n] = true
+	}
+	want, wantWave := l.pods(), len(waves)*podsPerNS
 	last := time.Now()
 	for {
-		n, err := e.readyPods(ctx, nil)
+		n, err := e.podCount(ctx)
 		if err != nil {
 			return err
 		}
-		if n >= want {
+		r, err := e.readyPods(ctx, waves)
+		if err != nil {
+			return err
+		}
+		if n >= want && r >= wantWave {
 			return nil
 		}
 		if time.Since(last) > 20*time.Second {
-			lg("pods Ready: %d of %d", n, want)
+			lg("pods created: %d of %d; Ready in the wave namespaces: %d of %d", n, want, r, wantWave)
 			last = time.Now()
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %d pods Ready (%d are): %w", want, n, ctx.Err())
+			return fmt.Errorf("wait for %d pods (%d exist) and %d Ready in the waves (%d are): %w", want, n, wantWave, r, ctx.Err())
 		case <-time.After(2 * time.Second):
 		}
 	}

@@ -120,12 +120,16 @@ func services(ns string) []client.Object {
 	return out
 }
 
-func template(app string) corev1.PodTemplateSpec {
+// template is a workload's pod template, bound to node (the scheduler on
+// the shared machine would be the slowest step of creating the fleet; the
+// webhook sees the pods all the same).
+func template(app, node string) corev1.PodTemplateSpec {
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{
 			"app": app, "app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "shop", "tier": "backend", "version": "v1",
 		}},
 		Spec: corev1.PodSpec{
+			NodeName: node,
 			Containers: []corev1.Container{{
 				Name: "app", Image: "registry.example/shop/" + app + ":1.0",
 				Ports:     []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
@@ -140,24 +144,24 @@ func selector(app string) *metav1.LabelSelector {
 	return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}
 }
 
-func workloads(ns string) []client.Object {
+func workloads(ns, node string) []client.Object {
 	surge := intstr.FromString("50%")
 	rolling := appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
 		RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &surge, MaxUnavailable: &surge}}
 	dep := func(app string, n int32) *appsv1.Deployment {
 		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns}, Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(n), Selector: selector(app), Template: template(app), Strategy: rolling}}
+			Replicas: ptr.To(n), Selector: selector(app), Template: template(app, node), Strategy: rolling}}
 	}
 	return []client.Object{
 		dep("web", webReplicas),
 		dep("api", apiReplicas),
 		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns}, Spec: appsv1.StatefulSetSpec{
-			Replicas: ptr.To[int32](dbReplicas), Selector: selector("db"), Template: template("db"), ServiceName: "db",
+			Replicas: ptr.To[int32](dbReplicas), Selector: selector("db"), Template: template("db", node), ServiceName: "db",
 			PodManagementPolicy: appsv1.ParallelPodManagement}},
 		&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "batch", Namespace: ns}, Spec: batchv1.JobSpec{
 			Completions: ptr.To[int32](jobPods), Parallelism: ptr.To[int32](jobPods),
 			Template: func() corev1.PodTemplateSpec {
-				t := template("batch")
+				t := template("batch", node)
 				t.Spec.RestartPolicy = corev1.RestartPolicyNever
 				return t
 			}()}},
