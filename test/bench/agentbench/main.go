@@ -19,6 +19,9 @@
 // ends of a call, per gRPC call). With -empty it leaves the agent's programs out
 // of the rounds (off and hooks only; the ratios are then hooks/off).
 //
+// With -workloads it runs only the workloads named (the last line then names
+// only those), for profiling one of them.
+//
 // With -cost-only it skips the alternating rounds and prints only the
 // programs' run time (per run and per unit of work of each load).
 //
@@ -47,6 +50,7 @@ func main() {
 	rss := flag.Bool("rss", false, "measure the agent's RSS with -cgroups cgroups tracked instead")
 	cgroups := flag.Int("cgroups", 1000, "cgroups to track for -rss (1-10000)")
 	h2Peers := flag.String("h2-peers", "", "internal: run -rss's HTTP/2 connections below this cgroup")
+	flag.StringVar(&onlyWorkloads, "workloads", "stream,rr,crr,grpc", "the workloads to run (comma-separated: stream, rr, crr, grpc); the last line names only those")
 	flag.Parse()
 	var err error
 	switch {

@@ -107,7 +107,15 @@ func runOverhead(rounds int, d time.Duration, empty, costOnly bool) (err error) 
 		return err
 	}
 	defer grpcSrv.close()
-	wls := []workload{{"stream", streamSrv, stream}, {"rr", rrSrv, rr}, {"crr", rrSrv, crr}, {"grpc", grpcSrv, grpcCalls}}
+	var wls []workload
+	for _, w := range []workload{{"stream", streamSrv, stream}, {"rr", rrSrv, rr}, {"crr", rrSrv, crr}, {"grpc", grpcSrv, grpcCalls}} {
+		if slices.Contains(strings.Split(onlyWorkloads, ","), w.name) {
+			wls = append(wls, w)
+		}
+	}
+	if len(wls) == 0 {
+		return fmt.Errorf("-workloads %q: allowed a comma-separated list of stream, rr, crr, grpc", onlyWorkloads)
+	}
 	// The HTTP/2 reader runs throughout, as in the agent (idle while
 	// nothing is attached); its own CPU per gRPC call is measured in the
 	// agent's runs.
@@ -309,8 +317,15 @@ func runOverhead(rounds int, d time.Duration, empty, costOnly bool) (err error) 
 		userUs = readerCPU.Seconds() * 1e6 / readerCalls
 	}
 	fmt.Printf("grpc   user-space reader: cpu=%v calls=%.0f (both ends of each call are followed)\n", readerCPU, readerCalls)
-	fmt.Printf("agent: stream_ratio=%.3f rr_ratio=%.3f crr_ratio=%.3f grpc_ratio=%.3f ns_per_run=%.0f grpc_user_us_per_req=%.2f\n",
-		ratio(on, modeOff, "stream"), ratio(on, modeOff, "rr"), ratio(on, modeOff, "crr"), ratio(on, modeOff, "grpc"), ns, userUs)
+	last := "agent:"
+	for _, w := range wls {
+		last += fmt.Sprintf(" %s_ratio=%.3f", w.name, ratio(on, modeOff, w.name))
+	}
+	last += fmt.Sprintf(" ns_per_run=%.0f", ns)
+	if slices.Contains(strings.Split(onlyWorkloads, ","), "grpc") {
+		last += fmt.Sprintf(" grpc_user_us_per_req=%.2f", userUs)
+	}
+	fmt.Println(last)
 	return nil
 }
 
@@ -398,8 +413,9 @@ func cpuTime() time.Duration {
 }
 
 var (
-	emptyLinks []link.Link
-	emptyHooks string
+	emptyLinks    []link.Link
+	emptyHooks    string
+	onlyWorkloads string
 )
 
 // attachEmpty attaches do-nothing sock_ops and cgroup_skb programs: with
