@@ -171,6 +171,9 @@ func EmitPolicies(ps []*NamespacePolicies) ([]EmittedFile, error) {
 			c := "ztunnel admit policy for " + src + ": the waypoint's identity is allowed on the moved pods for what the policy allows."
 			if _, targeted := a.Object["spec"].(map[string]interface{})["targetRefs"]; targeted {
 				c = "targetRefs copy of " + src + ": waypoint " + np.Namespace + "/" + np.Waypoint + " checks the caller ztunnel no longer sees."
+				if a.GetKind() == l7policy.KindRequestAuthentication {
+					c = "targetRefs copy of " + src + " for waypoint " + np.Namespace + "/" + np.Waypoint + ", which reads no policy without targetRefs; the original stays."
+				}
 			}
 			if err := add("admit", a, c); err != nil {
 				return nil, err

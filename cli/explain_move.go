@@ -71,11 +71,20 @@ func explainPolicyMove(inv *Inventory, w *WorkloadInfo, o *Options) *PolicyMove 
 			c := bySource[src]
 			if c == nil {
 				sel, _, _ := unstructured.NestedStringMap(a.Object, "spec", "selector", "matchLabels")
-				if sel == nil || !selectsPods(sel, w.Template.Labels) {
-					continue // not an admit policy, or not for this workload
+				why := "an L4 ALLOW that ztunnel keeps enforcing; behind the waypoint it sees the waypoint's identity"
+				switch {
+				case a.GetKind() == l7policy.KindRequestAuthentication:
+					why = "a namespace- or mesh-wide RequestAuthentication: the waypoint reads no policy without targetRefs"
+					if orig := np.source(src); orig != nil {
+						osel, _, _ := unstructured.NestedStringMap(orig.Object, "spec", "selector", "matchLabels")
+						if !selectsPods(osel, w.Template.Labels) {
+							continue // a root-namespace one selecting other workloads
+						}
+					}
+				case sel == nil || !selectsPods(sel, w.Template.Labels):
+					continue // not for this workload
 				}
-				c = &PolicyChange{Object: strings.Replace(src, "/", " ", 1),
-					Why: "an L4 ALLOW that ztunnel keeps enforcing; behind the waypoint it sees the waypoint's identity"}
+				c = &PolicyChange{Object: strings.Replace(src, "/", " ", 1), Why: why}
 				if orig := np.source(src); orig != nil {
 					c.Object, c.Before = refOf(orig), specYAML(orig)
 				}
@@ -85,6 +94,9 @@ func explainPolicyMove(inv *Inventory, w *WorkloadInfo, o *Options) *PolicyMove 
 			role := "ztunnel admit policy for the waypoint's identity, on the moved pods"
 			if _, ok := a.Object["spec"].(map[string]interface{})["targetRefs"]; ok {
 				role = "targetRefs copy: the waypoint checks the caller"
+				if a.GetKind() == l7policy.KindRequestAuthentication {
+					role = "targetRefs copy: the waypoint validates the JWT"
+				}
 			}
 			c.After = append(c.After, PolicyObject{Object: refOf(a), Role: role, Spec: specYAML(a)})
 		}

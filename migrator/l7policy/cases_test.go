@@ -371,3 +371,30 @@ func TestIdentityInputs(t *testing.T) {
 		t.Error(d)
 	}
 }
+
+// TestWideRequestAuthentication: a namespace- or mesh-wide
+// RequestAuthentication is copied for the waypoint (which ignores policies
+// without targetRefs) and left as it is for the sidecars.
+func TestWideRequestAuthentication(t *testing.T) {
+	for _, ns := range []string{"shop", "istio-system"} {
+		plan, err := Propose(input(t, "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: "+ns+
+			"}\nspec:\n  jwtRules: [{issuer: \"https://issuer.example\"}]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Moves)+len(plan.Blocked) != 0 || len(plan.Admit) != 1 {
+			t.Fatalf("%s: moves %d blocked %q admit %d; want one copy in Admit", ns, len(plan.Moves), plan.Blocked, len(plan.Admit))
+		}
+		cp := plan.Admit[0]
+		want := "jwt-meshshift"
+		if ns == "istio-system" {
+			want = "istio-system-jwt-meshshift"
+		}
+		if cp.GetName() != want || cp.GetNamespace() != "shop" || cp.GetKind() != KindRequestAuthentication {
+			t.Errorf("%s: copy %s %s/%s, want RequestAuthentication shop/%s", ns, cp.GetKind(), cp.GetNamespace(), cp.GetName(), want)
+		}
+		if d := cmp.Diff([]interface{}{map[string]interface{}{"group": "", "kind": "Service", "name": "checkout"}}, cp.Object["spec"].(map[string]interface{})["targetRefs"]); d != "" {
+			t.Errorf("%s: targetRefs %s", ns, d)
+		}
+	}
+}

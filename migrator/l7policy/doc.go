@@ -68,9 +68,16 @@
 //     accepts the request (a RequestAuthentication rejects invalid tokens,
 //     not missing ones), and a forwarded token is validated again.
 //
+// A namespace-wide or mesh-wide RequestAuthentication (no selector, or in
+// the root namespace) is not narrowed and not blocked: a waypoint never reads
+// a policy without targetRefs (istiod's ShouldAttachPolicy: "waypoints never
+// use selector") and ztunnel ignores JWT rules, so the original can stay for
+// the sidecars while its targetRefs copy, in Admit, serves the waypoint.
+//
 // # L4 ALLOW at ztunnel: Admit
 //
-// Where an L4 ALLOW policy (which stays, enforced by ztunnel) selects a
+// Where an L4 ALLOW policy (which stays, enforced by ztunnel; the waypoint
+// ignores it, having no targetRefs) selects a
 // moving workload, ztunnel sees requests the waypoint forwards with the
 // waypoint's identity ("Use Layer 4 security policy": the destination
 // ztunnel identifies traffic by the waypoint's identity once it is in the
@@ -85,7 +92,7 @@
 // # Blocked
 //
 // A policy is not moved, and the workloads it selects do not move in this
-// wave, when: it is in the root namespace (narrowing it would change it in
+// wave, when: it is an AuthorizationPolicy in the root namespace (narrowing it would change it in
 // every namespace); it has no selector (namespace-wide: narrowing would change
 // it for every workload of the namespace, and an unlabelled pod would lose
 // it); its selector already holds meshshift.io/dataplane: ambient-waypoint

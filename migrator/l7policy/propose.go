@@ -169,8 +169,19 @@ func (pl *planner) run(pols []*policy) (*Plan, error) {
 		if len(ws) == 0 {
 			continue
 		}
-		switch p.class {
-		case classMove:
+		switch {
+		case p.class == classMove && p.kind == KindRequestAuthentication && (p.root || !p.hasSelector):
+			// Waypoints never read selector-less (namespace- or mesh-wide)
+			// policies, and ztunnel ignores JWT rules: the waypoint needs a
+			// copy; the original can stay as it is for the sidecars.
+			if svcs := pl.services(p, ws); svcs != nil {
+				cp, err := pl.copyOf(p, svcs)
+				if err != nil {
+					return nil, err
+				}
+				plan.Admit = append(plan.Admit, cp)
+			}
+		case p.class == classMove:
 			m, err := pl.move(p, ws)
 			if err != nil {
 				return nil, err
@@ -178,7 +189,7 @@ func (pl *planner) run(pols []*policy) (*Plan, error) {
 			if m != nil {
 				plan.Moves = append(plan.Moves, *m)
 			}
-		case classAdmit:
+		case p.class == classAdmit:
 			objs, err := pl.admit(p, ws)
 			if err != nil {
 				return nil, err

@@ -95,8 +95,10 @@ type Plan struct {
 	// Admit holds the other objects the migration creates with the copies and
 	// deletes on rollback: ALLOW policies that let ztunnel admit the
 	// waypoint's identity where an L4 ALLOW policy selects a moving workload,
-	// and targetRefs copies of such L4 policies where they restrict the
-	// caller (so the waypoint checks the caller ztunnel no longer sees).
+	// targetRefs copies of such L4 policies where they restrict the caller
+	// (so the waypoint checks the caller ztunnel no longer sees), and
+	// targetRefs copies of namespace- or mesh-wide RequestAuthentications
+	// (a waypoint reads no policy without targetRefs).
 	Admit []*unstructured.Unstructured
 	// Blocked says why some policy cannot be moved safely: the named object
 	// and the reason. The workloads named in an entry must not move in this
