@@ -33,6 +33,13 @@ func FuzzParseAndPlan(f *testing.F) {
 			t.Fatalf("%d rows for %d workloads", len(p.Rows), len(inv.Workloads))
 		}
 		_ = Precheck(inv, o, false)
+		// Toward ambient-waypoint L7 policies move and callers order the
+		// waves: every workload still gets one row.
+		ow := &Options{Target: "ambient-waypoint", Now: time.Unix(0, 0), Waves: 2}
+		if p := BuildPlan(inv, ow); len(p.Rows) != len(inv.Workloads) {
+			t.Fatalf("ambient-waypoint: %d rows for %d workloads", len(p.Rows), len(inv.Workloads))
+		}
+		_ = Precheck(inv, ow, false)
 		for _, w := range inv.Workloads {
 			if _, err := Explain(inv, w.Namespace, w.Name, o); err != nil {
 				t.Fatalf("explain %s: %v", w.Key(), err)
