@@ -185,12 +185,16 @@ func (e *env) startWebhook(t *testing.T) {
 type migratorOpts struct {
 	// releaseLease hands the lease over at stop; false simulates a crash.
 	releaseLease bool
+	// restartOnLeaseLoss starts a new manager when one exits because it lost
+	// its lease (as the pod's restart would): on a loaded machine a 2 s lease
+	// can lapse, and a test waiting for the wave would otherwise wait for
+	// nobody.
+	restartOnLeaseLoss bool
 }
 
-// startMigrator runs a migrator manager (leader-elected, as the migrator user)
-// until the returned stop is called or the test ends.
-func (e *env) startMigrator(t *testing.T, o migratorOpts) (stop func()) {
-	t.Helper()
+// newMigratorManager builds a leader-elected migrator manager (as the
+// migrator user); its context must be cancelled to stop the index.
+func (e *env) newMigratorManager(ctx context.Context, o migratorOpts) (ctrl.Manager, error) {
 	mgr, err := ctrl.NewManager(e.migrator, ctrl.Options{
 		Scheme: e.scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		LeaderElection: true, LeaderElectionID: "meshshift-manager.meshshift.io", LeaderElectionNamespace: webhook.DefaultNamespace,
@@ -199,32 +203,64 @@ func (e *env) startMigrator(t *testing.T, o migratorOpts) (stop func()) {
 		Controller:                    config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	r := &migrator.Reconciler{
 		Capabilities:  func(context.Context) (signals.Capabilities, error) { return caps, nil },
 		PrometheusURL: e.prom.URL, PollInterval: 200 * time.Millisecond,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	if e.istio {
 		ix := signals.NewIndex("")
 		if err := signals.Watch(ctx, mgr.GetCache(), ix, mgr.GetLogger().WithName("index")); err != nil {
-			cancel()
-			t.Fatal(err)
+			return nil, err
 		}
 		r.Features = ix
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// startMigrator runs a migrator manager (leader-elected, as the migrator user)
+// until the returned stop is called or the test ends.
+func (e *env) startMigrator(t *testing.T, o migratorOpts) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := e.newMigratorManager(ctx, o)
+	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	restarts := make(chan error, 10)
+	go func() {
+		for {
+			err := mgr.Start(ctx)
+			if ctx.Err() != nil || !o.restartOnLeaseLoss || err == nil || !strings.Contains(err.Error(), "leader election lost") {
+				done <- err
+				return
+			}
+			select {
+			case restarts <- err:
+			default:
+			}
+			if mgr, err = e.newMigratorManager(ctx, o); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
+			err := <-done
+			close(restarts)
+			for r := range restarts {
+				t.Logf("migrator manager restarted after: %v", r)
+			}
+			if err != nil {
 				t.Logf("migrator manager stopped: %v", err)
 			}
 		})

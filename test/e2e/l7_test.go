@@ -42,7 +42,7 @@ func TestL7PolicyMigration(t *testing.T) {
 func testL7Remove(t *testing.T, e *env) {
 	const ns, name = "l7-remove", "l7-remove"
 	orig := e.makeL7Namespace(t, ns, 0)
-	stop := e.startMigrator(t, migratorOpts{releaseLease: true})
+	stop := e.startMigrator(t, migratorOpts{releaseLease: true, restartOnLeaseLoss: true})
 	defer stop()
 	w := e.watchProtection(t, ns, name)
 	mm := l7Migration(name, ns, 3*time.Second)
@@ -274,7 +274,7 @@ func testL7Apply(t *testing.T, e *env) {
 	const ns, name = "l7-apply", "l7-apply"
 	orig := e.makeL7Namespace(t, ns, 0)
 	e.checkNow(t, ns, "before the migration")
-	stop := e.startMigrator(t, migratorOpts{releaseLease: true})
+	stop := e.startMigrator(t, migratorOpts{releaseLease: true, restartOnLeaseLoss: true})
 	defer stop()
 	w := e.watchProtection(t, ns, name)
 	start := time.Now()
@@ -340,7 +340,7 @@ func testL7Kill(t *testing.T, e *env) {
 		t.Run(sc.name, func(t *testing.T) {
 			ns, name := "l7kill-"+sc.name, "l7kill-"+sc.name
 			orig := e.makeL7Namespace(t, ns, 2)
-			stop := e.startMigrator(t, migratorOpts{})
+			stop := e.startMigrator(t, migratorOpts{restartOnLeaseLoss: true})
 			w := e.watchProtection(t, ns, name)
 			create(t, e, l7Migration(name, ns, 4*time.Second))
 			if sc.breach {
@@ -362,7 +362,7 @@ func testL7Kill(t *testing.T, e *env) {
 				e.exp.Set(ns, prom.DefaultTraffic)
 			}
 			e.checkNow(t, ns, "at the kill")
-			e.startMigrator(t, migratorOpts{releaseLease: true})
+			e.startMigrator(t, migratorOpts{releaseLease: true, restartOnLeaseLoss: true})
 			if sc.breach {
 				e.waitMigration(t, name, 2*time.Minute, "RolledBack", condTrue(migrator.ConditionRolledBack))
 				t.Logf("rolled back %v after the restart", time.Since(killedAt).Round(time.Millisecond))

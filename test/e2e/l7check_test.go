@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -219,35 +217,21 @@ func anyProgrammed(gws map[string]bool) bool {
 	return false
 }
 
-// istioctlAnalyze runs `istioctl analyze` (built from the pinned istio
-// module beside pilot-discovery) on the live cluster and returns the
-// messages of level Error in the namespace.
+// istioctlAnalyze runs Istio's analyzers (harness.Cluster.Analyze: istioctl
+// built from the pinned istio module, all namespaces) and returns the
+// messages of level Error; with -v the others of ns are logged.
 func istioctlAnalyze(t *testing.T, c *harness.Cluster, ns string) ([]string, error) {
 	t.Helper()
-	dir, err := harness.AssetDir("istio", "istioctl", "pilot-discovery")
+	msgs, _, err := c.Analyze(context.Background())
 	if err != nil {
 		return nil, err
-	}
-	cmd := exec.Command(filepath.Join(dir, "istioctl"), "analyze", "--kubeconfig="+c.Kubeconfig, "-n", ns,
-		"-o", "json", "--failure-threshold", "Error", "--istioNamespace", "istio-system")
-	out, err := cmd.Output()
-	var msgs []struct {
-		Code, Level, Origin string
-		Message             string `json:"message"`
-	}
-	if jerr := json.Unmarshal(out, &msgs); jerr != nil {
-		stderr := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		return nil, fmt.Errorf("istioctl analyze: %v: output %q: %s", err, out, stderr)
 	}
 	var errs []string
 	for _, m := range msgs {
 		if m.Level == "Error" {
-			errs = append(errs, m.Code+" "+m.Origin+": "+m.Message)
-		} else if testing.Verbose() {
-			t.Logf("istioctl analyze -n %s: %s %s %s: %s", ns, m.Level, m.Code, m.Origin, m.Message)
+			errs = append(errs, m.String())
+		} else if testing.Verbose() && strings.Contains(m.Origin, " "+ns+"/") {
+			t.Logf("istioctl analyze: %s", m)
 		}
 	}
 	return errs, nil
