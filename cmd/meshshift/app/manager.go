@@ -55,18 +55,27 @@ func newManagerCommand() *cobra.Command {
 	return cmd
 }
 
+// Client-side rate limits where the kubeconfig sets none (client-go's
+// default is 5 requests/s, burst 10): plan --cluster's discovery and lists
+// of every kind it reads, and the manager's discovery, waited seconds on it.
+const (
+	defaultQPS   = 50
+	defaultBurst = 100
+)
+
 // restConfig loads the kubeconfig named by a flag, else the usual places.
 func restConfig(path string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
 	if path != "" {
-		cfg, err := clientcmd.BuildConfigFromFlags("", path)
-		if err != nil {
+		if cfg, err = clientcmd.BuildConfigFromFlags("", path); err != nil {
 			return nil, fmt.Errorf("load kubeconfig %s: %w", path, err)
 		}
-		return cfg, nil
-	}
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
+	} else if cfg, err = ctrl.GetConfig(); err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	if cfg.QPS == 0 && cfg.RateLimiter == nil {
+		cfg.QPS, cfg.Burst = defaultQPS, defaultBurst
 	}
 	return cfg, nil
 }
