@@ -38,13 +38,13 @@ func moduleDir(t *testing.T, mod string) string {
 // restored with l7policy.Restore is stored with the original spec, byte for
 // byte.
 func TestEmittedPoliciesAgainstIstio(t *testing.T) {
-	if _, err := harness.IstioctlPath(); err != nil {
-		t.Fatalf("istioctl: %v", err)
-	}
 	c := harness.Start(t, harness.Options{CRDPaths: []string{
 		filepath.Join(moduleDir(t, "istio.io/api"), "kubernetes", "customresourcedefinitions.gen.yaml"),
 		filepath.Join(moduleDir(t, "sigs.k8s.io/gateway-api"), "config", "crd", "standard"),
 	}})
+	if _, err := harness.IstioctlPath(); err != nil {
+		t.Fatalf("istioctl: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	objs, err := LoadFiles([]string{filepath.Join("testdata", "dumps", "l7-move.yaml")})

@@ -30,10 +30,10 @@ func istioCRDs(t *testing.T) string {
 // (IST0101, referenced resource not found) once a VirtualService names a
 // Gateway that does not exist.
 func TestAnalyzeReportsErrors(t *testing.T) {
+	c := harness.Start(t, harness.Options{CRDPaths: []string{istioCRDs(t)}})
 	if _, err := harness.IstioctlPath(); err != nil {
 		t.Fatalf("istioctl: %v", err)
 	}
-	c := harness.Start(t, harness.Options{CRDPaths: []string{istioCRDs(t)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for _, ns := range []string{"istio-system", "shop"} {
