@@ -22,7 +22,7 @@ func TestAssetScriptReusesCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"kube", "kwok", "containerd"} {
+	for _, name := range []string{"kube", "kwok", "containerd", "istio"} {
 		want, err := harness.AssetDir(name)
 		if err != nil {
 			t.Fatal(err)
