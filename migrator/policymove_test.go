@@ -230,7 +230,7 @@ func TestPolicyMoveOrder(t *testing.T) {
 		nar := index(ws, func(w write) bool { return w.kind == "AuthorizationPolicy" && w.name == "web-l7" })
 		svc := index(ws, func(w write) bool { return w.kind == "Service" && w.labels["istio.io/use-waypoint"] == "waypoint" })
 		flip := index(ws, func(w write) bool { return w.kind == "Namespace" && w.labels["istio.io/dataplane-mode"] == "ambient" })
-		if !(gw >= 0 && gw < cp && cp < nar && nar < svc && svc < flip) {
+		if gw < 0 || gw >= cp || cp >= nar || nar >= svc || svc >= flip {
 			t.Errorf("write order gateway %d, copy %d, narrow %d, service label %d, flip %d; want increasing", gw, cp, nar, svc, flip)
 		}
 		if got := policySpec(t, r, "web-l7"); got == want {
