@@ -97,27 +97,27 @@ func normalize(in *Input) error {
 	}
 	for _, f := range []struct{ name, v string }{{"Namespace", in.Namespace}, {"RootNamespace", in.RootNamespace}} {
 		if errs := validation.IsDNS1123Label(f.v); len(errs) > 0 {
-			return fmt.Errorf("%s %q: want a namespace name (%s)", f.name, f.v, strings.Join(errs, "; "))
+			return fmt.Errorf("field %s %q: want a namespace name (%s)", f.name, f.v, strings.Join(errs, "; "))
 		}
 	}
 	if in.Namespace == in.RootNamespace {
-		return fmt.Errorf("Namespace %q: the root namespace cannot move to a waypoint", in.Namespace)
+		return fmt.Errorf("field Namespace %q: the root namespace cannot move to a waypoint", in.Namespace)
 	}
 	if errs := validation.IsDNS1123Subdomain(in.Waypoint); len(errs) > 0 {
-		return fmt.Errorf("Waypoint %q: want a Gateway name (%s)", in.Waypoint, strings.Join(errs, "; "))
+		return fmt.Errorf("field Waypoint %q: want a Gateway name (%s)", in.Waypoint, strings.Join(errs, "; "))
 	}
 	if errs := validation.IsDNS1123Subdomain(in.WaypointServiceAccount); len(errs) > 0 {
-		return fmt.Errorf("WaypointServiceAccount %q: want a service account name (%s)", in.WaypointServiceAccount, strings.Join(errs, "; "))
+		return fmt.Errorf("field WaypointServiceAccount %q: want a service account name (%s)", in.WaypointServiceAccount, strings.Join(errs, "; "))
 	}
 	if in.TrustDomain != strings.TrimSpace(in.TrustDomain) || strings.ContainsAny(in.TrustDomain, "/ ") {
-		return fmt.Errorf("TrustDomain %q: want a trust domain without spaces or slashes", in.TrustDomain)
+		return fmt.Errorf("field TrustDomain %q: want a trust domain without spaces or slashes", in.TrustDomain)
 	}
 	if errs := validation.IsValidLabelValue(in.Migration); len(errs) > 0 || in.Migration == "" {
-		return fmt.Errorf("Migration %q: want a MeshMigration name usable as a label value (%s)", in.Migration, strings.Join(errs, "; "))
+		return fmt.Errorf("field Migration %q: want a MeshMigration name usable as a label value (%s)", in.Migration, strings.Join(errs, "; "))
 	}
 	for i, w := range in.Workloads {
 		if w.Kind == "" || w.Name == "" {
-			return fmt.Errorf("Workloads[%d]: kind and name must be set, got %q/%q", i, w.Kind, w.Name)
+			return fmt.Errorf("field Workloads[%d]: kind and name must be set, got %q/%q", i, w.Kind, w.Name)
 		}
 	}
 	return nil
