@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -41,7 +42,9 @@ func bucketAt(i int, n uint64) []uint64 {
 
 // TestAgentSourceReadsRealAgents runs a real agent (programs attached to a
 // test cgroup, collector, HTTP endpoints on 127.0.0.1) next to an agent that
-// is down, and checks the rates, the error rate and the staleness marking.
+// is down, and checks the rates, the error rate, the caller (the peer of the
+// accepted connections resolved through the pod addresses) and the staleness
+// marking.
 func TestAgentSourceReadsRealAgents(t *testing.T) {
 	const uid = "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 	node := agenttest.Start(t, uid, agent.PodMeta{Namespace: "shop", Name: "web-1", Workload: "web"})
@@ -53,9 +56,13 @@ func TestAgentSourceReadsRealAgents(t *testing.T) {
 	downURL := "http://" + down.Addr().String()
 	down.Close()
 
+	// The test's client connects from 127.0.0.1: a running pod holding that
+	// address is the caller the agent's peers resolve to.
+	ix := signals.NewPodIPs()
+	ix.Upsert(runningPod("shop", "loadgen", "u-loadgen", "", "", 0, "127.0.0.1"))
 	src := &signals.AgentSource{Endpoints: func(context.Context) ([]string, error) {
 		return []string{"http://" + node.Addr, downURL}, nil
-	}}
+	}, Peers: ix}
 	ctx := context.Background()
 
 	node.Collect(t)
@@ -93,6 +100,12 @@ func TestAgentSourceReadsRealAgents(t *testing.T) {
 	}
 	if web.P99Latency <= 0 || web.P99Latency > time.Second {
 		t.Errorf("p99 %v, want a loopback latency", web.P99Latency)
+	}
+	if want := []signals.WorkloadKey{{Namespace: "shop", Name: "loadgen"}}; !slices.Equal(web.Callers, want) {
+		t.Errorf("callers %v, want %v (the peers of the accepted connections, resolved)", web.Callers, want)
+	}
+	if n := src.CallerEdges()[signals.WorkloadKey{Namespace: "shop", Name: "web"}][signals.WorkloadKey{Namespace: "shop", Name: "loadgen"}]; n != 6 {
+		t.Errorf("connections from shop/loadgen in the window: %d, want 6", n)
 	}
 	if web.Stale(time.Now(), time.Minute) {
 		t.Error("fresh sample marked stale")
