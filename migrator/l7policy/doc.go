@@ -35,7 +35,10 @@
 // original is narrowed: its selector.matchLabels gains
 // meshshift.io/dataplane: sidecar (Istio selectors are matchLabels only), so
 // it selects only pods still on a sidecar, and AnnotationOriginal records
-// its spec for Restore.
+// its spec for Restore. A caller still on a sidecar bypasses the waypoint
+// (istio#57213) and reaches a moved pod with no L7 policy in the way: that
+// gap is closed by ordering the waves so callers leave their sidecars first
+// (the migrator's and plan's caller-aware precheck), not here.
 //
 // # Identities: what the narrowed original admits
 //
