@@ -126,7 +126,7 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	if err := o.migrator.setup(mgr, o.webhook.capabilities, o.webhook.spireCA, features); err != nil {
+	if err := o.migrator.setup(mgr, o.webhook.capabilities, o.webhook.spireCA, features, traffic); err != nil {
 		return fmt.Errorf("set up migrator: %w", err)
 	}
 	log.Info("starting manager", "version", Version())

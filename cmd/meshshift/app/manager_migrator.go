@@ -23,8 +23,10 @@ func (m *migratorFlags) bind(f *pflag.FlagSet) {
 
 // setup adds the migrator to mgr when enabled. Its precheck sees what the
 // webhook's decisions see: the same --capabilities list (or the same
-// detection when it is empty) and the same index of the mesh objects.
-func (m *migratorFlags) setup(mgr ctrl.Manager, capabilities []string, spireCA bool, ix *signals.Index) error {
+// detection when it is empty), the same index of the mesh objects, and the
+// same traffic snapshot (its callers feed the caller-aware precheck; nil
+// means no callers are known).
+func (m *migratorFlags) setup(mgr ctrl.Manager, capabilities []string, spireCA bool, ix *signals.Index, traffic func() *signals.TrafficSnapshot) error {
 	if !m.enabled {
 		return nil
 	}
@@ -36,6 +38,6 @@ func (m *migratorFlags) setup(mgr ctrl.Manager, capabilities []string, spireCA b
 	if fixed {
 		r.Capabilities = func(context.Context) (signals.Capabilities, error) { return caps, nil }
 	}
-	r.Features = ix
+	r.Features, r.Traffic = ix, traffic
 	return r.SetupWithManager(mgr)
 }
