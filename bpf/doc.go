@@ -8,7 +8,9 @@
 // resets sent and received, an RTT (srtt) histogram; HTTP/1.x requests and
 // responses by status class with a latency histogram on the server and the
 // client side (pipelined requests included); the protocol class of each
-// connection (HTTP/1, HTTP/2 or gRPC, TLS, other). The hot path keeps to per-CPU maps, a preallocated
+// connection (HTTP/1, HTTP/2 or gRPC, TLS, other); and the peer address of
+// every accepted connection (Stats.Peers: who calls the cgroup's pods, in an
+// LRU map of Options.MaxPeers (cgroup, address) pairs). The hot path keeps to per-CPU maps, a preallocated
 // per-connection table (32768 entries of 40 bytes, indexed by socket cookie)
 // and socket local storage for the sockets the table cannot hold: nothing is
 // sent to user space per packet, and a new connection allocates nothing.
