@@ -7,7 +7,9 @@
 //     Gateway API objects of every kind meshshift reads (-mesh-objects, default
 //     5,000) and -policies DataplanePolicies (default 20) with CEL rules. The
 //     pods are created through meshshift's webhook (kube-controller-manager
-//     creates them, kwok makes them Ready);
+//     creates them from templates bound to kwok nodes, kwok makes them
+//     Ready); the run goes on once every pod exists and the wave namespaces'
+//     pods are Ready;
 //   - the manager is the built binary (`meshshift manager`, webhook, migrator
 //     and index, with the shipped GOGC and GOMEMLIMIT), started afresh on
 //     that cluster: time from exec to the first decided pod (ready_s: its

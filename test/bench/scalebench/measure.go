@@ -255,8 +255,10 @@ func (e *env) loadWebhook(ctx context.Context, m *manager, l layout, c config) (
 	if out.rssAfterMiB, err = m.rssMiB(); err != nil {
 		return out, err
 	}
+	// The load pods never run: left behind by a busy API server's timeout,
+	// they only stay in the caches.
 	if err := e.cl.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(loadNamespace), client.MatchingLabels{"load": "true"}); err != nil {
-		return out, fmt.Errorf("delete load pods: %w", err)
+		fmt.Fprintf(c.out, "        load pods not all deleted: %v\n", err)
 	}
 	return out, nil
 }
