@@ -19,7 +19,7 @@ func TestTinyScale(t *testing.T) {
 	var out bytes.Buffer
 	c := config{scale: 0.001, namespaces: 1000, meshObjects: 5000, policies: 3, waveNamespaces: 50,
 		rate: 200, loadPods: 50000, workers: 8, settle: time.Second, out: &out}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	r, err := run(ctx, c)
 	t.Log("\n" + out.String())
