@@ -60,6 +60,21 @@ type agentH2Conn struct {
 	Pad  [5]uint8
 }
 
+type agentH2Event struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Cgid   uint64
+	Ts     uint64
+	Len    uint16
+	Kind   uint8
+	Dir    uint8
+	Side   uint8
+	Hdr    [9]uint8
+	First  uint8
+	Lost   uint8
+	Data   [4096]uint8
+}
+
 type agentPeerKey struct {
 	_    structs.HostLayout
 	Cgid uint64
@@ -94,6 +109,7 @@ const (
 	agentMapFreeSlots         = "free_slots"
 	agentMapH2Conns           = "h2_conns"
 	agentMapH2Events          = "h2_events"
+	agentMapH2Scratch         = "h2_scratch"
 	agentMapPeers             = "peers"
 	agentMapScanBufs          = "scan_bufs"
 	agentMapSkStates          = "sk_states"
@@ -166,6 +182,7 @@ type agentMapSpecs struct {
 	FreeSlots *ebpf.MapSpec `ebpf:"free_slots"`
 	H2Conns   *ebpf.MapSpec `ebpf:"h2_conns"`
 	H2Events  *ebpf.MapSpec `ebpf:"h2_events"`
+	H2Scratch *ebpf.MapSpec `ebpf:"h2_scratch"`
 	Peers     *ebpf.MapSpec `ebpf:"peers"`
 	ScanBufs  *ebpf.MapSpec `ebpf:"scan_bufs"`
 	SkStates  *ebpf.MapSpec `ebpf:"sk_states"`
@@ -206,6 +223,7 @@ type agentMaps struct {
 	FreeSlots *ebpf.Map `ebpf:"free_slots"`
 	H2Conns   *ebpf.Map `ebpf:"h2_conns"`
 	H2Events  *ebpf.Map `ebpf:"h2_events"`
+	H2Scratch *ebpf.Map `ebpf:"h2_scratch"`
 	Peers     *ebpf.Map `ebpf:"peers"`
 	ScanBufs  *ebpf.Map `ebpf:"scan_bufs"`
 	SkStates  *ebpf.Map `ebpf:"sk_states"`
@@ -220,6 +238,7 @@ func (m *agentMaps) Close() error {
 		m.FreeSlots,
 		m.H2Conns,
 		m.H2Events,
+		m.H2Scratch,
 		m.Peers,
 		m.ScanBufs,
 		m.SkStates,

@@ -72,15 +72,30 @@ struct {
 	__type(value, struct h2_conn);
 } h2_conns SEC(".maps");
 
-/* Records are reserved in the ring buffer and filled in place (no copy
- * through a scratch buffer), in a few sizes, as a reservation's size must be
- * known to the verifier: the head alone, or room for up to 128, 512 or
- * H2_COPY_MAX payload bytes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct h2_event);
+} h2_scratch SEC(".maps");
 
-/* Fills a reserved record's head. */
-static __always_inline void h2_fill(struct h2_event *ev, __u64 cookie, struct h2_conn *hc, __u8 kind, __u8 dir,
-				    __u64 ts)
+/* Sends the event's first H2_EVENT_HEAD + len bytes; 0 on success. Wakes the
+ * reader only once h2_wake_bytes wait (it also polls). */
+static __always_inline int h2_send(struct h2_event *ev, __u32 len)
 {
+	if (len > H2_COPY_MAX)
+		return -1;
+	__u64 flags = bpf_ringbuf_query(&h2_events, BPF_RB_AVAIL_DATA) >= h2_wake_bytes ? BPF_RB_FORCE_WAKEUP
+											: BPF_RB_NO_WAKEUP;
+	return bpf_ringbuf_output(&h2_events, ev, H2_EVENT_HEAD + len, flags) ? -1 : 0;
+}
+
+static __always_inline struct h2_event *h2_event_for(__u64 cookie, struct h2_conn *hc, __u8 kind, __u8 dir, __u64 ts)
+{
+	__u32 k = 0;
+	struct h2_event *ev = bpf_map_lookup_elem(&h2_scratch, &k);
+	if (!ev)
+		return 0;
 	ev->cookie = cookie;
 	ev->cgid = hc->cgid;
 	ev->ts = ts;
@@ -88,29 +103,9 @@ static __always_inline void h2_fill(struct h2_event *ev, __u64 cookie, struct h2
 	ev->kind = kind;
 	ev->dir = dir;
 	ev->side = hc->role == 2 ? 1 : 0;
-	__builtin_memset(ev->hdr, 0, sizeof(ev->hdr));
 	ev->first = 0;
 	ev->lost = hc->lost;
-}
-
-/* Submits a filled record. Wakes the reader only once h2_wake_bytes wait (it
- * also polls). */
-static __always_inline void h2_submit(struct h2_event *ev)
-{
-	__u64 flags = bpf_ringbuf_query(&h2_events, BPF_RB_AVAIL_DATA) >= h2_wake_bytes ? BPF_RB_FORCE_WAKEUP
-											: BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(ev, flags);
-}
-
-/* Sends a record without payload; 0 on success. */
-static __always_inline int h2_send_head(__u64 cookie, struct h2_conn *hc, __u8 kind, __u8 dir, __u64 ts)
-{
-	struct h2_event *ev = bpf_ringbuf_reserve(&h2_events, H2_EVENT_HEAD, 0);
-	if (!ev)
-		return -1;
-	h2_fill(ev, cookie, hc, kind, dir, ts);
-	h2_submit(ev);
-	return 0;
+	return ev;
 }
 
 /* Marks the connection lost and tells user space if the ring has room. */
@@ -119,7 +114,8 @@ static __always_inline void h2_lose(__u64 cookie, struct h2_conn *hc, __u64 ts)
 	hc->lost = 1;
 	if (hc->told)
 		return;
-	if (h2_send_head(cookie, hc, H2_EV_LOST, 0, ts) == 0)
+	struct h2_event *ev = h2_event_for(cookie, hc, H2_EV_LOST, 0, ts);
+	if (ev && h2_send(ev, 0) == 0)
 		hc->told = 1;
 }
 
@@ -136,51 +132,24 @@ struct h2_walk {
 };
 
 /* Sends a piece of the current frame: its header when it is the first
- * piece, and n payload bytes from the segment when copying (n at most
- * size, a constant). */
-static __always_inline int h2_piece_sized(struct h2_walk *w, struct h2_dir *d, __u8 kind, __u32 n, const __u32 size)
+ * piece, and n payload bytes from the segment when copying. */
+static __always_inline int h2_piece(struct h2_walk *w, struct h2_dir *d, __u8 kind, __u32 n)
 {
-	struct h2_event *ev = bpf_ringbuf_reserve(&h2_events, H2_EVENT_HEAD + size, 0);
+	struct h2_event *ev = h2_event_for(w->cookie, w->hc, kind, w->dir, w->ts);
 	if (!ev)
 		return -1;
-	h2_fill(ev, w->cookie, w->hc, kind, w->dir, w->ts);
 	if (d->first) {
 		ev->first = 1;
 		__builtin_memcpy(ev->hdr, d->hdr, 9);
 		d->first = 0;
 	}
 	barrier_var(n);
-	if (n > size || (n > 0 && bpf_skb_load_bytes(w->skb, w->off + w->pos, ev->data, n) < 0)) {
-		bpf_ringbuf_discard(ev, 0);
+	if (n > H2_COPY_MAX)
 		return -1;
-	}
+	if (n > 0 && bpf_skb_load_bytes(w->skb, w->off + w->pos, ev->data, n) < 0)
+		return -1;
 	ev->len = n;
-	h2_submit(ev);
-	return 0;
-}
-
-/* Sends a piece of the current frame in a record of the smallest size that
- * holds it; 0 on success. */
-static __always_inline int h2_piece(struct h2_walk *w, struct h2_dir *d, __u8 kind, __u32 n)
-{
-	if (n == 0) {
-		struct h2_event *ev = bpf_ringbuf_reserve(&h2_events, H2_EVENT_HEAD, 0);
-		if (!ev)
-			return -1;
-		h2_fill(ev, w->cookie, w->hc, kind, w->dir, w->ts);
-		if (d->first) {
-			ev->first = 1;
-			__builtin_memcpy(ev->hdr, d->hdr, 9);
-			d->first = 0;
-		}
-		h2_submit(ev);
-		return 0;
-	}
-	if (n <= 128)
-		return h2_piece_sized(w, d, kind, n, 128);
-	if (n <= 512)
-		return h2_piece_sized(w, d, kind, n, 512);
-	return h2_piece_sized(w, d, kind, n, H2_COPY_MAX);
+	return h2_send(ev, n);
 }
 
 /* Goes over (or copies) the current frame's payload within the segment. */
@@ -344,6 +313,8 @@ static __always_inline void h2_close(__u64 cookie)
 	struct h2_conn *hc = bpf_map_lookup_elem(&h2_conns, &cookie);
 	if (!hc)
 		return;
-	h2_send_head(cookie, hc, H2_EV_CLOSE, 0, bpf_ktime_get_ns());
+	struct h2_event *ev = h2_event_for(cookie, hc, H2_EV_CLOSE, 0, bpf_ktime_get_ns());
+	if (ev)
+		h2_send(ev, 0);
 	bpf_map_delete_elem(&h2_conns, &cookie);
 }
