@@ -108,6 +108,9 @@ type Options struct {
 	Clock clock.Clock
 	// DisableDetector leaves the missed-decision detector out.
 	DisableDetector bool
+	// Drain is started by the caller when the replica is leaving (nil: New
+	// makes one, in Webhooks.Drain).
+	Drain *Drain
 }
 
 func (o *Options) setDefaults() {
@@ -141,6 +144,9 @@ type Webhooks struct {
 	Detector *Detector
 	// PolicyStatus writes the Ready condition of DataplanePolicies (leader only).
 	PolicyStatus *PolicyStatusReconciler
+	// Drain, once started, makes every webhook answer close its connection,
+	// so callers move to the other replicas before this one stops.
+	Drain *Drain
 }
 
 // RBAC the webhooks, their certificates and the detector need.
@@ -273,11 +279,15 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 	w.Server = ctrlwebhook.NewServer(srvOpts)
 	// The pod mutator and validator are on every pod's admission path:
 	// served by the single-pass ReviewHandler rather than admission.Webhook.
-	w.Server.Register(PathMutatePod, &ReviewHandler{Func: (&PodMutator{Inputs: in}).Review, Pods: true})
-	w.Server.Register(PathValidatePod, &ReviewHandler{Func: (&PodValidator{Inputs: in}).Review, Pods: true})
-	w.Server.Register(PathValidateNamespace, &admission.Webhook{Handler: &NamespaceValidator{Inputs: in, MigratorUsername: opts.MigratorUsername}})
-	w.Server.Register(PathValidateDataplanePolicy, &admission.Webhook{Handler: DataplanePolicyValidator{}})
-	w.Server.Register(PathValidateMeshMigration, &admission.Webhook{Handler: &MeshMigrationValidator{Inputs: in}})
+	w.Drain = opts.Drain
+	if w.Drain == nil {
+		w.Drain = &Drain{}
+	}
+	w.Server.Register(PathMutatePod, w.Drain.Wrap(&ReviewHandler{Func: (&PodMutator{Inputs: in}).Review, Pods: true}))
+	w.Server.Register(PathValidatePod, w.Drain.Wrap(&ReviewHandler{Func: (&PodValidator{Inputs: in}).Review, Pods: true}))
+	w.Server.Register(PathValidateNamespace, w.Drain.Wrap(&admission.Webhook{Handler: &NamespaceValidator{Inputs: in, MigratorUsername: opts.MigratorUsername}}))
+	w.Server.Register(PathValidateDataplanePolicy, w.Drain.Wrap(&admission.Webhook{Handler: DataplanePolicyValidator{}}))
+	w.Server.Register(PathValidateMeshMigration, w.Drain.Wrap(&admission.Webhook{Handler: &MeshMigrationValidator{Inputs: in}}))
 	if err := mgr.Add(w.Server); err != nil {
 		return nil, fmt.Errorf("add webhook server: %w", err)
 	}

@@ -1,8 +1,13 @@
 package app
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
@@ -13,6 +18,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshshift/meshshift/signals"
+	"github.com/meshshift/meshshift/webhook"
 )
 
 // managerOptions are the manager command's flags.
@@ -23,6 +29,7 @@ type managerOptions struct {
 	pprofAddr     string
 	leaderElect   bool
 	leaderElectNS string
+	shutdownDrain time.Duration
 	zap           ctrlzap.Options
 	webhook       webhookFlags
 	migrator      migratorFlags
@@ -46,6 +53,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&o.pprofAddr, "pprof-bind-address", "", "address Go's /debug/pprof profiles are served on (e.g. 127.0.0.1:6060); empty disables them")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "hold a lease so that only one manager replica acts at a time")
 	f.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader election lease; empty means the manager's own")
+	f.DurationVar(&o.shutdownDrain, "shutdown-drain", 3*time.Second, "on SIGTERM, how long the webhook keeps answering while telling callers to reconnect (to the other replicas) before the manager stops")
 	o.webhook.bind(f)
 	o.migrator.bind(f)
 	o.traffic.bind(f)
@@ -101,7 +109,10 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "meshshift-manager.meshshift.io",
 		LeaderElectionNamespace: o.leaderElectNS,
-		Cache:                   cacheOptions(),
+		// The process ends when the manager stops: hand the lease over at
+		// once instead of letting the next replica wait out its duration.
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -117,7 +128,8 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 	if err := signals.Watch(cmd.Context(), mgr.GetCache(), features, log.WithName("index")); err != nil {
 		return fmt.Errorf("watch mesh objects: %w", err)
 	}
-	if err := o.webhook.setup(mgr, ns, traffic, features); err != nil {
+	drain := &webhook.Drain{}
+	if err := o.webhook.setup(mgr, ns, traffic, features, drain); err != nil {
 		return fmt.Errorf("set up admission webhooks: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -130,7 +142,11 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 		return fmt.Errorf("set up migrator: %w", err)
 	}
 	log.Info("starting manager", "version", Version())
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	ctx := drainOnSignal(context.Background(), sig, drain, o.shutdownDrain, log, os.Exit)
+	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}
 	log.Info("manager stopped")

@@ -79,7 +79,7 @@ func parseCapabilities(list []string, spireCA bool) (caps signals.Capabilities, 
 // setup adds the webhooks to mgr unless they are disabled. ns is meshshift's
 // own namespace (resolveNamespace); traffic feeds the rules (may be nil);
 // features is the manager's one index of mesh objects.
-func (w *webhookFlags) setup(mgr ctrl.Manager, ns string, traffic webhook.TrafficSource, features *signals.Index) error {
+func (w *webhookFlags) setup(mgr ctrl.Manager, ns string, traffic webhook.TrafficSource, features *signals.Index, drain *webhook.Drain) error {
 	if w.bindAddress == "0" {
 		return nil
 	}
@@ -103,7 +103,7 @@ func (w *webhookFlags) setup(mgr ctrl.Manager, ns string, traffic webhook.Traffi
 		Host: host, Port: port, Namespace: ns, ServiceName: w.serviceName, SecretName: w.secretName,
 		MutatingConfigName: w.mutatingName, ValidatingConfigName: w.validatingName,
 		CertMode: webhook.CertMode(w.certMode), CertDir: w.certDir, MigratorUsername: user, SpireCA: w.spireCA,
-		Traffic: traffic, Features: features,
+		Traffic: traffic, Features: features, Drain: drain,
 	}
 	if fixed {
 		opts.Capabilities = webhook.StaticCapabilities(caps)
