@@ -291,6 +291,17 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 	// The callers of workloads whose L7 policies move to a waypoint leave
 	// their sidecars first (or in the same wave); a namespace they cannot
 	// wait for is blocked.
+	// A namespace whose L7 policies cannot all move safely is refused by
+	// the migrator's precheck: plan blocks it too.
+	moveBlocks, err := policyMoveBlocks(inv, o)
+	if err != nil {
+		p.Notes = append(slices.Clone(p.Notes), err.Error())
+	}
+	for ns, why := range moveBlocks {
+		if s := scores[ns]; s != nil {
+			s.blocked = append(s.blocked, why...)
+		}
+	}
 	blockedNS := map[string][]string{}
 	for _, s := range scores {
 		if len(s.blocked) > 0 {

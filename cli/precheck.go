@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	meshv1alpha1 "github.com/meshshift/meshshift/api/v1alpha1"
@@ -120,6 +122,15 @@ func Precheck(inv *Inventory, o *Options, live bool) *PrecheckResult {
 			}
 			add(Finding{Severity: SeverityBlocker, Check: check, Namespace: e.W.Namespace, Workload: e.W.Name,
 				Object: f.Object(), Message: row.What + ": " + row.Why})
+		}
+	}
+	moveBlocks, err := policyMoveBlocks(inv, &opts)
+	if err != nil {
+		add(Finding{Severity: SeverityBlocker, Check: checkL7PolicyMoveBlocked, Message: err.Error()})
+	}
+	for _, ns := range slices.Sorted(maps.Keys(moveBlocks)) {
+		for _, why := range moveBlocks[ns] {
+			add(Finding{Severity: SeverityBlocker, Check: checkL7PolicyMoveBlocked, Namespace: ns, Message: why})
 		}
 	}
 	if needWaypoint > 0 && !inv.GatewayAPICRDs {
