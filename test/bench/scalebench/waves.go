@@ -63,8 +63,8 @@ func (e *env) follow(ctx context.Context, name string, final ...v1alpha1.WavePha
 					return seen, w, nil
 				}
 			}
-			if w.Phase == v1alpha1.WaveFailed {
-				return seen, w, fmt.Errorf("meshmigration %s: wave failed: %s", name, w.Message)
+			if w.Phase == v1alpha1.WaveFailed || w.Phase == v1alpha1.WaveRolledBack {
+				return seen, w, fmt.Errorf("meshmigration %s: wave %s: %s", name, w.Phase, w.Message)
 			}
 		}
 		if time.Now().After(deadline) {
