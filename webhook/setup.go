@@ -294,6 +294,12 @@ func New(mgr ctrl.Manager, opts Options) (*Webhooks, error) {
 	if err := mgr.AddReadyzCheck("webhook", w.Server.StartedChecker()); err != nil {
 		return nil, fmt.Errorf("add webhook ready check: %w", err)
 	}
+	// A replica decides from its caches: until they have synced it would
+	// answer from an empty index and no policy, so it is not ready (and the
+	// Service sends reviews to the replicas that are).
+	if err := mgr.AddReadyzCheck("informers", informersSynced(mgr.GetCache())); err != nil {
+		return nil, fmt.Errorf("add informers ready check: %w", err)
+	}
 	if !opts.DisableDetector {
 		w.Detector = &Detector{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("meshshift-webhook"),
 			Skipped: SkippedNamespaces(opts.Namespace)}
