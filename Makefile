@@ -86,8 +86,8 @@ verify: generate manifests ## Regenerate everything, then fail if the tree chang
 ##@ Run
 .PHONY: demo
 demo: deps assets ## On a real node (root): meshshift from config/default and make image, real traffic, a breaking wave rolled back on the agent's figures; last line sums it up.
-	@$(GO) test -c -o bin/meshshift-demo ./test/demo
-	@cd test/demo && ../../bin/meshshift-demo -test.run '^TestDemoRealNode$$' -test.timeout 15m -realnode
+	@$(GO) test -c -tags realnodedemo -o bin/meshshift-demo-realnode ./test/demo
+	@cd test/demo && ../../bin/meshshift-demo-realnode -test.run '^TestDemoRealNode$$' -test.timeout 15m
 
 .PHONY: demo-sim
 demo-sim: deps assets ## Without root: sidecar → ambient in 3 SLO-gated waves on kwok nodes, with a breach rolled back.

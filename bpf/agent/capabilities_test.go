@@ -37,7 +37,7 @@ func TestCapabilityLevels(t *testing.T) {
 // program loads) and labels a Node of a real API server with the result.
 func TestProbeAndLabelNode(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs the control-plane harness")
+		t.Skip("-short: needs the control-plane harness (kube-apiserver, etcd from the assets); run without -short")
 	}
 	caps := agent.Probe()
 	if caps.Kernel.IsZero() || !caps.Cgroup2 || !caps.Programs {

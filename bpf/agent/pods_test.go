@@ -19,7 +19,7 @@ import (
 // workload names, and not the pods of other nodes.
 func TestInformerPodsNamesThisNodesPods(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs the control-plane harness")
+		t.Skip("-short: needs the control-plane harness (kube-apiserver, etcd from the assets); run without -short")
 	}
 	c := harness.Start(t, harness.Options{})
 	cs, err := kubernetes.NewForConfig(c.Config)

@@ -27,7 +27,7 @@ var moveMu sync.Mutex
 func RequireRoot(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("kernel test: skipped under -short")
+		t.Skip("-short: kernel test (loads eBPF programs as root); run without -short")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN, cgroup writes)")

@@ -2,7 +2,7 @@
 // stands on the same real pieces as the end-to-end tests and cleans up after
 // itself even when interrupted.
 //
-// `make demo` (TestDemoRealNode, run with -realnode, as root) is the whole
+// `make demo` (TestDemoRealNode, built with the realnodedemo tag, as root) is the whole
 // loop on a real node of test/harness: meshshift installed from the shipped
 // config/default overlay with the image `make image` builds, the test app's
 // real requests measured by the real node agent, Prometheus discovering the

@@ -1,7 +1,8 @@
+//go:build realnodedemo
+
 package demo_test
 
 import (
-	"flag"
 	"math"
 	"os"
 	"testing"
@@ -11,20 +12,13 @@ import (
 	"github.com/meshshift/meshshift/test/realnode"
 )
 
-// realNodeDemo runs TestDemoRealNode: `make demo` sets it. In `make test`
-// the same scenario runs as test/realnode's end-to-end test, so the demo
-// does not run it twice.
-var realNodeDemo = flag.Bool("realnode", false, "run the real-node demo (make demo)")
-
-// TestDemoRealNode is `make demo`: meshshift installed from the shipped
+// TestDemoRealNode is `make demo`, built only with the realnodedemo tag (in
+// `make test` the same scenario runs as test/realnode's end-to-end test): meshshift installed from the shipped
 // overlay and image onto a real node, the test app's real traffic measured
 // by the real agent, and a two-wave MeshMigration whose breaking wave the
 // gate rolls back. It prints a timeline with the agent's figures per wave
 // and ends with one summary line.
 func TestDemoRealNode(t *testing.T) {
-	if !*realNodeDemo {
-		t.Skip("the real-node demo runs with -realnode (make demo); make test runs the same scenario in test/realnode")
-	}
 	if os.Geteuid() != 0 {
 		t.Skip("the real-node demo needs root (a real kubelet and containerd); `make demo-sim` runs without")
 	}

@@ -33,7 +33,7 @@ import (
 // tables, routes, host paths, ip_forward.
 func TestRealNode(t *testing.T) {
 	if testing.Short() {
-		t.Skip("integration test: starts a real node")
+		t.Skip("-short: needs a real node (containerd, kubelet, kube-proxy from the assets); run without -short")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("a real node needs root")
@@ -281,7 +281,7 @@ func tryGet(url string) (string, int) {
 // by Stop like a running one, and StartE names the failure.
 func TestRealNodeFailedStartLeavesNothing(t *testing.T) {
 	if testing.Short() {
-		t.Skip("integration test: starts a real node")
+		t.Skip("-short: needs a real node (containerd, kubelet, kube-proxy from the assets); run without -short")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("a real node needs root")

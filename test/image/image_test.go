@@ -21,7 +21,7 @@ import (
 // one tarball and reads them back: config, static binary, passwd entry.
 func TestBuildWriteRead(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a Go binary")
+		t.Skip("-short: builds a Go binary with the go tool; run without -short")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
