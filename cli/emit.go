@@ -42,12 +42,18 @@ type NamespacePolicies struct {
 // migration. Namespaces are sorted by name; one without anything to move,
 // admit or block is left out.
 func ProposePolicies(inv *Inventory, o *Options, migration string) ([]*NamespacePolicies, error) {
+	return proposePolicies(inv, o, inv.Evaluate(o), migration)
+}
+
+// proposePolicies is ProposePolicies over the workloads' evaluations the
+// caller already has (inv.Evaluate(o)).
+func proposePolicies(inv *Inventory, o *Options, evals []Evaluated, migration string) ([]*NamespacePolicies, error) {
 	type nsMove struct {
 		waypoints map[string]bool
 		workloads []l7policy.Workload
 	}
 	moving := map[string]*nsMove{}
-	for _, e := range inv.Evaluate(o) {
+	for _, e := range evals {
 		d := e.Decision
 		if moved, ok := policyMove(&e, o); ok {
 			d = moved

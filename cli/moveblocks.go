@@ -13,12 +13,13 @@ const checkL7PolicyMoveBlocked = "l7-policy-move-blocked"
 // policyMoveBlocks is, per namespace, why the L7 policy move cannot be
 // applied there (l7policy.Plan.Blocked, or an error proposing it). The
 // migrator refuses a wave with any such entry, so plan and precheck do too.
-// Only toward ambient-waypoint, where plan moves L7 policies at all.
-func policyMoveBlocks(inv *Inventory, o *Options) (map[string][]string, error) {
+// Only toward ambient-waypoint, where plan moves L7 policies at all; evals
+// are inv.Evaluate(o), which the caller already has.
+func policyMoveBlocks(inv *Inventory, o *Options, evals []Evaluated) (map[string][]string, error) {
 	if o.Target != meshv1alpha1.ModeAmbientWaypoint {
 		return nil, nil
 	}
-	props, err := ProposePolicies(inv, o, DefaultEmitMigration)
+	props, err := proposePolicies(inv, o, evals, DefaultEmitMigration)
 	if err != nil {
 		return nil, fmt.Errorf("the L7 policy move cannot be proposed: %w", err)
 	}

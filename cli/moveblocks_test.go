@@ -42,7 +42,8 @@ func TestPlanBlocksWhatTheMoveCannotCarry(t *testing.T) {
 	}
 
 	// Toward ambient the L7 policies do not move, so nothing is said of them.
-	if m, err := policyMoveBlocks(inv, &Options{Target: meshv1alpha1.ModeAmbient, Now: goldenNow}); err != nil || len(m) != 0 {
+	ambient := &Options{Target: meshv1alpha1.ModeAmbient, Now: goldenNow}
+	if m, err := policyMoveBlocks(inv, ambient, inv.Evaluate(ambient)); err != nil || len(m) != 0 {
 		t.Errorf("toward ambient: %v, %v; want no move blocks", m, err)
 	}
 }

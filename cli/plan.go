@@ -234,7 +234,8 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 	scores := map[string]*nsScore{}
 	var movers []planMover
 	flips := map[signals.WorkloadKey]bool{}
-	for _, e := range inv.Evaluate(o) {
+	evals := inv.Evaluate(o)
+	for _, e := range evals {
 		d := &e.Decision
 		// A workload whose L7 policies move to its waypoint is planned in
 		// the mode it gets once they have moved.
@@ -293,7 +294,7 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 	// wait for is blocked.
 	// A namespace whose L7 policies cannot all move safely is refused by
 	// the migrator's precheck: plan blocks it too.
-	moveBlocks, err := policyMoveBlocks(inv, o)
+	moveBlocks, err := policyMoveBlocks(inv, o, evals)
 	if err != nil {
 		p.Notes = append(slices.Clone(p.Notes), err.Error())
 	}

@@ -124,7 +124,7 @@ func Precheck(inv *Inventory, o *Options, live bool) *PrecheckResult {
 				Object: f.Object(), Message: row.What + ": " + row.Why})
 		}
 	}
-	moveBlocks, err := policyMoveBlocks(inv, &opts)
+	moveBlocks, err := policyMoveBlocks(inv, &opts, evals)
 	if err != nil {
 		add(Finding{Severity: SeverityBlocker, Check: checkL7PolicyMoveBlocked, Message: err.Error()})
 	}
