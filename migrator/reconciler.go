@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -105,8 +106,9 @@ type Reconciler struct {
 	// TrustDomain is the mesh's trust domain; "" means cluster.local.
 	TrustDomain string
 
-	mu       sync.Mutex
-	queriers map[string]Querier
+	mu               sync.Mutex
+	queriers         map[string]Querier
+	compiledPolicies map[types.UID]compiledPolicy
 }
 
 // SetupWithManager registers the reconciler and its metrics. One reconcile at

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -92,13 +93,51 @@ func (r *Reconciler) policyFor(ctx context.Context, nsLabels map[string]string) 
 	if err := r.Client.List(ctx, &list); err != nil {
 		return policies.Builtin()
 	}
+	return policies.Select(r.compiled(list.Items), nsLabels)
+}
+
+// compiled are the policies of items that compile. A policy is compiled
+// once per resourceVersion (its CEL programs are the costly part, and a wave
+// asks for every namespace's policy in each step).
+func (r *Reconciler) compiled(items []meshv1alpha1.DataplanePolicy) []*policies.Policy {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.compiledPolicies == nil {
+		r.compiledPolicies = map[types.UID]compiledPolicy{}
+	}
+	live := make(map[types.UID]bool, len(items))
 	var ps []*policies.Policy
-	for i := range list.Items {
-		if p, errs := policies.Compile(&list.Items[i]); len(errs) == 0 {
-			ps = append(ps, p)
+	for i := range items {
+		dp := &items[i]
+		live[dp.UID] = true
+		c, ok := r.compiledPolicies[dp.UID]
+		if !ok || c.resourceVersion != dp.ResourceVersion || dp.UID == "" {
+			p, errs := policies.Compile(dp)
+			c = compiledPolicy{resourceVersion: dp.ResourceVersion}
+			if len(errs) == 0 {
+				c.policy = p
+			}
+			if dp.UID != "" {
+				r.compiledPolicies[dp.UID] = c
+			}
+		}
+		if c.policy != nil {
+			ps = append(ps, c.policy)
 		}
 	}
-	return policies.Select(ps, nsLabels)
+	for uid := range r.compiledPolicies {
+		if !live[uid] {
+			delete(r.compiledPolicies, uid)
+		}
+	}
+	return ps
+}
+
+// compiledPolicy is a DataplanePolicy compiled at resourceVersion; policy
+// is nil when it does not compile.
+type compiledPolicy struct {
+	resourceVersion string
+	policy          *policies.Policy
 }
 
 // decide runs policies.Decide for a workload's pod template in a namespace
