@@ -40,6 +40,9 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -54,6 +57,7 @@ type config struct {
 	loadPods       int
 	workers        int
 	profileDir     string
+	skip           string
 	timeout        time.Duration
 	settle         time.Duration
 	out            io.Writer
@@ -81,6 +85,7 @@ func main() {
 	flag.StringVar(&c.profileDir, "profile-dir", "", "write the manager's heap (after sync) and CPU (during the latency run) profiles to this folder")
 	flag.DurationVar(&c.timeout, "timeout", 40*time.Minute, "upper bound of the whole run")
 	flag.DurationVar(&c.settle, "settle", 10*time.Second, "wait after the manager is ready before its memory is read (its first reconciles)")
+	flag.StringVar(&c.skip, "skip", "", "comma-separated parts not to run while working on another: load, plan, waves (their figures print as skipped)")
 	flag.Parse()
 	os.Exit(runMain(c))
 }
@@ -109,8 +114,21 @@ type result struct {
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("scale: rss_mib=%.0f heap_mib=%.1f ready_s=%.1f p99_ms=%.2f wave_s=%.1f rollback_s=%.1f plan_s=%.1f",
-		r.rssMiB, r.heapMiB, r.readyS, r.p99ms, r.waveS, r.rollbackS, r.planS)
+	return fmt.Sprintf("scale: rss_mib=%s heap_mib=%s ready_s=%s p99_ms=%s wave_s=%s rollback_s=%s plan_s=%s",
+		figure(r.rssMiB, 0), figure(r.heapMiB, 1), figure(r.readyS, 1), figure(r.p99ms, 2), figure(r.waveS, 1), figure(r.rollbackS, 1), figure(r.planS, 1))
+}
+
+// figure formats v with prec decimals; a part not run (NaN) is "skipped".
+func figure(v float64, prec int) string {
+	if math.IsNaN(v) {
+		return "skipped"
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64)
+}
+
+// skipped says whether -skip names part.
+func (c *config) skipped(part string) bool {
+	return slices.Contains(strings.Split(c.skip, ","), part)
 }
 
 func run(ctx context.Context, c config) (result, error) {
@@ -192,26 +210,33 @@ func run(ctx context.Context, c config) (result, error) {
 	lg("manager memory after sync: rss %.0f MiB, heap in use %.1f MiB after a forced collection (%.1f MiB before); %d indexed objects: %.1f KiB rss and %.2f KiB heap per object",
 		mem.rssMiB, mem.heapMiB, mem.heapBeforeMiB, indexed, mem.rssMiB*1024/float64(indexed), mem.heapMiB*1024/float64(indexed))
 
-	lat, err := env.loadWebhook(ctx, m, layout, c)
-	if err != nil {
-		return r, err
+	r.p99ms, r.planS, r.waveS, r.rollbackS = math.NaN(), math.NaN(), math.NaN(), math.NaN()
+	if !c.skipped("load") {
+		lat, err := env.loadWebhook(ctx, m, layout, c)
+		if err != nil {
+			return r, err
+		}
+		r.p99ms = lat.decisionP99 * 1000
+		lg("webhook under load: %d creates in %.1fs = %.0f/s achieved of %.0f/s asked (%d errors); client p50 %.1f ms p99 %.1f ms; server-side p99: decision %.2f ms, /mutate-v1-pod handler %.2f ms (%d reviews); rss %.0f MiB after",
+			lat.created, lat.elapsed.Seconds(), lat.achieved, c.rate, lat.errors, lat.clientP50*1000, lat.clientP99*1000, lat.decisionP99*1000, lat.handlerP99*1000, lat.reviews, lat.rssAfterMiB)
 	}
-	r.p99ms = lat.decisionP99 * 1000
-	lg("webhook under load: %d creates in %.1fs = %.0f/s achieved of %.0f/s asked (%d errors); client p50 %.1f ms p99 %.1f ms; server-side p99: decision %.2f ms, /mutate-v1-pod handler %.2f ms (%d reviews); rss %.0f MiB after",
-		lat.created, lat.elapsed.Seconds(), lat.achieved, c.rate, lat.errors, lat.clientP50*1000, lat.clientP99*1000, lat.decisionP99*1000, lat.handlerP99*1000, lat.reviews, lat.rssAfterMiB)
 
-	plan, err := env.planCluster(ctx, bin)
-	if err != nil {
-		return r, err
+	if !c.skipped("plan") {
+		plan, err := env.planCluster(ctx, bin)
+		if err != nil {
+			return r, err
+		}
+		r.planS = plan.Seconds()
+		lg("plan --cluster over the whole cluster: %.2fs", r.planS)
 	}
-	r.planS = plan.Seconds()
-	lg("plan --cluster over the whole cluster: %.2fs", r.planS)
 
-	w, err := env.runWaves(ctx, layout, prom.url, lg)
-	if err != nil {
-		return r, err
+	if !c.skipped("waves") {
+		w, err := env.runWaves(ctx, m, layout, prom.url, c.profileDir, lg)
+		if err != nil {
+			return r, err
+		}
+		r.waveS, r.rollbackS = w.flipToReady.Seconds(), w.breachToRolledBack.Seconds()
 	}
-	r.waveS, r.rollbackS = w.flipToReady.Seconds(), w.breachToRolledBack.Seconds()
 	mem2, err := m.memory(ctx, c.settle, "")
 	if err == nil {
 		lg("manager memory at the end: rss %.0f MiB, heap in use %.1f MiB after a forced collection", mem2.rssMiB, mem2.heapMiB)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,9 +46,10 @@ type phaseTimes map[v1alpha1.WavePhase]time.Time
 
 // follow polls the migration until its wave reaches one of final, noting
 // when each phase was first seen.
-func (e *env) follow(ctx context.Context, name string, final ...v1alpha1.WavePhase) (phaseTimes, *v1alpha1.WaveStatus, error) {
+func (e *env) follow(ctx context.Context, name string, lg func(string, ...any), final ...v1alpha1.WavePhase) (phaseTimes, *v1alpha1.WaveStatus, error) {
 	seen := phaseTimes{}
 	deadline := time.Now().Add(10 * time.Minute)
+	var said time.Time
 	for {
 		var mm v1alpha1.MeshMigration
 		if err := e.cl.Get(ctx, client.ObjectKey{Name: name}, &mm); err != nil {
@@ -57,6 +59,11 @@ func (e *env) follow(ctx context.Context, name string, final ...v1alpha1.WavePha
 			w := &mm.Status.Waves[0]
 			if _, ok := seen[w.Phase]; !ok {
 				seen[w.Phase] = time.Now()
+				said = time.Time{}
+			}
+			if time.Since(said) > 15*time.Second {
+				lg("meshmigration %s: wave %s: %s", name, w.Phase, w.Message)
+				said = time.Now()
 			}
 			for _, f := range final {
 				if w.Phase == f {
@@ -107,12 +114,25 @@ func (e *env) podModes(ctx context.Context, names []string) (map[string]int, err
 }
 
 // runWaves runs the promoted wave, then the breached one.
-func (e *env) runWaves(ctx context.Context, l layout, promURL string, lg func(string, ...any)) (waves, error) {
+// With profileDir, the manager's CPU profile of the first 60 s of the
+// promoted wave is written there as manager-wave-cpu.pprof.
+func (e *env) runWaves(ctx context.Context, m *manager, l layout, promURL, profileDir string, lg func(string, ...any)) (waves, error) {
 	var out waves
+	if profileDir != "" {
+		go func() {
+			b, err := get(ctx, m.pprofURL+"/profile?seconds=60")
+			if err == nil {
+				err = writeFile(filepath.Join(profileDir, "manager-wave-cpu.pprof"), b)
+			}
+			if err != nil {
+				lg("wave profile not written: %v", err)
+			}
+		}()
+	}
 	if err := e.create(ctx, migration("scale-promoted", l.waveA(), promURL, 0)); err != nil {
 		return out, err
 	}
-	seen, w, err := e.follow(ctx, "scale-promoted", v1alpha1.WavePromoted)
+	seen, w, err := e.follow(ctx, "scale-promoted", lg, v1alpha1.WavePromoted)
 	if err != nil {
 		return out, err
 	}
@@ -132,7 +152,7 @@ func (e *env) runWaves(ctx context.Context, l layout, promURL string, lg func(st
 	if err := e.create(ctx, migration("scale-breached", l.waveB(), promURL, 1)); err != nil {
 		return out, err
 	}
-	seen, w, err = e.follow(ctx, "scale-breached", v1alpha1.WaveRolledBack)
+	seen, w, err = e.follow(ctx, "scale-breached", lg, v1alpha1.WaveRolledBack)
 	if err != nil {
 		return out, err
 	}
