@@ -67,11 +67,8 @@ func (r *Reconciler) listOtherWorkloads(ctx context.Context, ns string, deps []a
 // left out (the API server and Argo validate Rollouts, so it has no pods of
 // meshshift's making either).
 func (r *Reconciler) listRollouts(ctx context.Context, ns string, deps []appsv1.Deployment) ([]workload, error) {
-	if _, err := r.Client.RESTMapper().RESTMapping(RolloutGVK.GroupKind(), RolloutGVK.Version); err != nil {
-		if apimeta.IsNoMatchError(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("find argo rollouts: %w", err)
+	if served, err := r.rolloutsServed(); err != nil || !served {
+		return nil, err
 	}
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(RolloutGVK.GroupVersion().WithKind("RolloutList"))
@@ -89,6 +86,32 @@ func (r *Reconciler) listRollouts(ctx context.Context, ns string, deps []appsv1.
 		}
 	}
 	return out, nil
+}
+
+// rolloutsRecheck is how long the migrator trusts that the cluster does not
+// serve Argo Rollouts before it asks discovery again: the REST mapper asks
+// the API server on every lookup of a group it does not know, and a wave
+// lists each namespace's workloads on every poll.
+const rolloutsRecheck = 30 * time.Second
+
+// rolloutsServed says whether the cluster serves Argo Rollouts.
+func (r *Reconciler) rolloutsServed() (bool, error) {
+	r.mu.Lock()
+	absent := r.Clock.Now().Before(r.rolloutsAbsentUntil)
+	r.mu.Unlock()
+	if absent {
+		return false, nil
+	}
+	if _, err := r.Client.RESTMapper().RESTMapping(RolloutGVK.GroupKind(), RolloutGVK.Version); err != nil {
+		if apimeta.IsNoMatchError(err) {
+			r.mu.Lock()
+			r.rolloutsAbsentUntil = r.Clock.Now().Add(rolloutsRecheck)
+			r.mu.Unlock()
+			return false, nil
+		}
+		return false, fmt.Errorf("find argo rollouts: %w", err)
+	}
+	return true, nil
 }
 
 // rolloutTemplate is a Rollout's pod template, nil when it cannot be read.

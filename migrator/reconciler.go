@@ -109,6 +109,9 @@ type Reconciler struct {
 	mu               sync.Mutex
 	queriers         map[string]Querier
 	compiledPolicies map[types.UID]compiledPolicy
+	// rolloutsAbsentUntil: the cluster did not serve Argo Rollouts at the
+	// last look; not asked again before this time.
+	rolloutsAbsentUntil time.Time
 }
 
 // SetupWithManager registers the reconciler and its metrics. One reconcile at
