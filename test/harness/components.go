@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -64,6 +65,17 @@ func (c *Cluster) startScheduler(ctx context.Context) error {
 	return waitHealthy(ctx, p, port)
 }
 
+// kwokConfig raises kwok's pod stage workers from 4 to 32 and its node
+// stage workers to 8; a configuration file sets every option (none left 0).
+const kwokConfig = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  podPlayStageParallelism: 32
+  nodePlayStageParallelism: 8
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 4
+`
+
 // kwokNodeAnnotation marks the nodes kwok manages.
 const kwokNodeAnnotation = "kwok.x-k8s.io/node"
 
@@ -76,9 +88,16 @@ func (c *Cluster) startKwok(ctx context.Context, nodes int) error {
 	if err != nil {
 		return err
 	}
+	// kwok plays the pod stages of every node with 4 workers by default, so
+	// a wave of hundreds of pods queued behind one another where real
+	// kubelets, one per node, would start them side by side.
+	cfg := filepath.Join(c.Dir, "kwok-config.yaml")
+	if err := os.WriteFile(cfg, []byte(kwokConfig), 0o600); err != nil {
+		return fmt.Errorf("write kwok configuration: %w", err)
+	}
 	p, err := c.run("kwok", filepath.Join(dir, "kwok"), joinFlags(map[string]string{
 		"kubeconfig":                            c.Kubeconfig,
-		"config":                                filepath.Join(dir, "stages.yaml"),
+		"config":                                filepath.Join(dir, "stages.yaml") + "," + cfg,
 		"manage-nodes-with-annotation-selector": kwokNodeAnnotation + "=fake",
 		"node-lease-duration-seconds":           "40",
 		"cidr":                                  "10.244.0.0/16",
