@@ -186,7 +186,7 @@ func run(ctx context.Context, c config) (result, error) {
 		first.stop()
 		return r, err
 	}
-	lg("all %d pods created through the webhook by the controllers in %.1fs, %d Ready or Succeeded (all of the wave namespaces')", layout.pods(), time.Since(t0).Seconds(), ready)
+	lg("all %d pods created through the webhook by the controllers and %d Ready or Succeeded in %.1fs", layout.pods(), ready, time.Since(t0).Seconds())
 	first.stop()
 
 	// The measured manager starts on the full cluster.
@@ -212,6 +212,12 @@ func run(ctx context.Context, c config) (result, error) {
 
 	r.p99ms, r.planS, r.waveS, r.rollbackS = math.NaN(), math.NaN(), math.NaN(), math.NaN()
 	if !c.skipped("load") {
+		floor, err := env.apiFloor(ctx, c)
+		if err != nil {
+			return r, err
+		}
+		lg("api server floor (pods in %s, which the webhooks leave out): %d creates in %.1fs = %.0f/s achieved of %.0f/s asked (%d errors); client p50 %.1f ms p99 %.1f ms",
+			floorNamespace, floor.created, floor.elapsed.Seconds(), floor.achieved, c.rate, floor.errors, floor.p50*1000, floor.p99*1000)
 		lat, err := env.loadWebhook(ctx, m, layout, c)
 		if err != nil {
 			return r, err
@@ -219,6 +225,7 @@ func run(ctx context.Context, c config) (result, error) {
 		r.p99ms = lat.decisionP99 * 1000
 		lg("webhook under load: %d creates in %.1fs = %.0f/s achieved of %.0f/s asked (%d errors); client p50 %.1f ms p99 %.1f ms; server-side p99: decision %.2f ms, /mutate-v1-pod handler %.2f ms (%d reviews); rss %.0f MiB after",
 			lat.created, lat.elapsed.Seconds(), lat.achieved, c.rate, lat.errors, lat.clientP50*1000, lat.clientP99*1000, lat.decisionP99*1000, lat.handlerP99*1000, lat.reviews, lat.rssAfterMiB)
+		lg("load: achieved rate through the webhook / the floor's = %.2f; client p99 through the webhook / the floor's = %.2f", lat.achieved/floor.achieved, lat.clientP99/floor.p99)
 	}
 
 	if !c.skipped("plan") {

@@ -142,6 +142,90 @@ type latency struct {
 	decisionP50, decisionMeanMicro float64
 }
 
+// paced is one paced run of pod creates.
+type paced struct {
+	created, errors int
+	elapsed         time.Duration
+	achieved        float64
+	p50, p99        float64
+}
+
+// paceCreates creates n load pods in namespace at c.rate (open loop: a
+// creator that falls behind is not waited for by the pacer) with c.workers
+// creators, and reads the client-side latencies.
+func (e *env) paceCreates(ctx context.Context, namespace string, n int, c config) (paced, error) {
+	var out paced
+	tokens := make(chan time.Time, n)
+	go func() {
+		defer close(tokens)
+		start := time.Now()
+		for i := range n {
+			at := start.Add(time.Duration(float64(i) / c.rate * float64(time.Second)))
+			if d := time.Until(at); d > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(d):
+				}
+			}
+			tokens <- at
+		}
+	}()
+	var mu sync.Mutex
+	lat := make([]float64, 0, n)
+	var firstErr error
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range c.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range tokens {
+				p := loadPod()
+				p.Namespace = namespace
+				t := time.Now()
+				err := e.cl.Create(ctx, p)
+				d := time.Since(t).Seconds()
+				mu.Lock()
+				if err != nil {
+					out.errors++
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					out.created++
+					lat = append(lat, d)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	out.elapsed = time.Since(start)
+	if out.created == 0 {
+		return out, fmt.Errorf("no load pod created in %s: %w", namespace, firstErr)
+	}
+	out.achieved = float64(out.created) / out.elapsed.Seconds()
+	slices.Sort(lat)
+	out.p50 = lat[len(lat)/2]
+	out.p99 = lat[min(len(lat)-1, int(float64(len(lat))*0.99))]
+	return out, nil
+}
+
+// floorNamespace is a namespace the webhook configurations leave out
+// (their namespaceSelector): its pod creates never call meshshift.
+const floorNamespace = "kube-public"
+
+// apiFloor is the same paced run in floorNamespace: what the API server
+// achieves with no webhook call at all, in the same run.
+func (e *env) apiFloor(ctx context.Context, c config) (paced, error) {
+	run, err := e.paceCreates(ctx, floorNamespace, c.scaled(c.loadPods, 50), c)
+	if derr := e.cl.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(floorNamespace), client.MatchingLabels{"load": "true"}); derr != nil && err == nil {
+		err = fmt.Errorf("delete the floor run's pods: %w", derr)
+	}
+	return run, err
+}
+
 // loadPod is a Deployment-shaped bare pod (no owner: each is a workload of
 // its own, decided afresh, the costliest path), with a scheduler nobody runs
 // so that it stays Pending and costs the scheduler and kwok nothing.
@@ -188,62 +272,15 @@ func (e *env) loadWebhook(ctx context.Context, m *manager, l layout, c config) (
 			profErr = err
 		}()
 	}
-	tokens := make(chan time.Time, n)
-	go func() {
-		defer close(tokens)
-		start := time.Now()
-		for i := range n {
-			at := start.Add(time.Duration(float64(i) / c.rate * float64(time.Second)))
-			if d := time.Until(at); d > 0 {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(d):
-				}
-			}
-			tokens <- at
-		}
-	}()
-	var mu sync.Mutex
-	lat := make([]float64, 0, n)
-	var firstErr error
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range c.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range tokens {
-				t := time.Now()
-				err := e.cl.Create(ctx, loadPod())
-				d := time.Since(t).Seconds()
-				mu.Lock()
-				if err != nil {
-					out.errors++
-					if firstErr == nil {
-						firstErr = err
-					}
-				} else {
-					out.created++
-					lat = append(lat, d)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	out.elapsed = time.Since(start)
+	run, err := e.paceCreates(ctx, loadNamespace, n, c)
+	out.created, out.errors, out.elapsed, out.achieved, out.clientP50, out.clientP99 = run.created, run.errors, run.elapsed, run.achieved, run.p50, run.p99
 	profWG.Wait()
+	if err != nil {
+		return out, err
+	}
 	if profErr != nil {
 		return out, profErr
 	}
-	if out.created == 0 {
-		return out, fmt.Errorf("no load pod created: %w", firstErr)
-	}
-	out.achieved = float64(out.created) / out.elapsed.Seconds()
-	slices.Sort(lat)
-	out.clientP50 = lat[len(lat)/2]
-	out.clientP99 = lat[min(len(lat)-1, int(float64(len(lat))*0.99))]
 	after, err := m.scrape(ctx)
 	if err != nil {
 		return out, err
