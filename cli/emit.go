@@ -74,6 +74,21 @@ func proposePolicies(inv *Inventory, o *Options, evals []Evaluated, migration st
 		names = append(names, ns)
 	}
 	sort.Strings(names)
+	// The Services and Istio policies among the objects, by namespace (in
+	// the objects' order), read once rather than once per namespace.
+	var byNS map[string][]int
+	if len(names) > 0 {
+		byNS = map[string][]int{}
+		for i := range inv.Objects {
+			u := inv.Objects[i].U
+			gv, kind := u.GetAPIVersion(), u.GetKind()
+			if (gv == "v1" && kind == "Service") ||
+				(strings.HasPrefix(gv, "security.istio.io/") && (kind == l7policy.KindAuthorizationPolicy || kind == l7policy.KindRequestAuthentication)) {
+				ns := u.GetNamespace()
+				byNS[ns] = append(byNS[ns], i)
+			}
+		}
+	}
 	var out []*NamespacePolicies
 	for _, ns := range names {
 		m := moving[ns]
@@ -87,7 +102,7 @@ func proposePolicies(inv *Inventory, o *Options, evals []Evaluated, migration st
 		}
 		np := &NamespacePolicies{Namespace: ns, Waypoint: wps[0], sources: map[*unstructured.Unstructured]Source{}}
 		in := l7policy.Input{Namespace: ns, RootNamespace: l7policy.DefaultRootNamespace, Waypoint: wps[0], Migration: migration, Workloads: m.workloads}
-		for i := range inv.Objects {
+		for _, i := range mergeSorted(byNS[ns], byNS[in.RootNamespace], ns == in.RootNamespace) {
 			obj := &inv.Objects[i]
 			u := obj.U
 			gv, kind, objNS := u.GetAPIVersion(), u.GetKind(), u.GetNamespace()
@@ -115,6 +130,22 @@ func proposePolicies(inv *Inventory, o *Options, evals []Evaluated, migration st
 		}
 	}
 	return out, nil
+}
+
+// mergeSorted merges two ascending index lists (only a when same).
+func mergeSorted(a, b []int, same bool) []int {
+	if same || len(b) == 0 {
+		return a
+	}
+	out := make([]int, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0] < b[0] {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // waypointOf is the waypoint Gateway a decision names, or the namespace's
