@@ -3,14 +3,19 @@ package cli
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 )
@@ -24,16 +29,29 @@ type ClusterObjects struct {
 	Missing []string
 }
 
+// Media types of list responses.
+const (
+	mediaJSON     = "application/json"
+	mediaProtobuf = "application/vnd.kubernetes.protobuf"
+)
+
 // LoadCluster lists every kind plan reads from the cluster (the kinds it does
-// not serve are skipped), in all namespaces.
+// not serve are skipped), in all namespaces. Kubernetes' own kinds (pods,
+// workloads, namespaces, nodes, Services) are listed as protobuf and decoded
+// into their Go types once, which Build then uses as they are; the others
+// (DataplanePolicies, Istio, Gateway API, Cilium, Argo) as JSON.
 func LoadCluster(ctx context.Context, cfg *rest.Config) (*ClusterObjects, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("build discovery client: %w", err)
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
+	lc := rest.CopyConfig(cfg)
+	lc.GroupVersion = nil
+	lc.APIPath = ""
+	lc.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
+	rc, err := rest.UnversionedRESTClientFor(lc)
 	if err != nil {
-		return nil, fmt.Errorf("build dynamic client: %w", err)
+		return nil, fmt.Errorf("build list client: %w", err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	out := &ClusterObjects{}
@@ -57,16 +75,99 @@ func LoadCluster(ctx context.Context, cfg *rest.Config) (*ClusterObjects, error)
 		if gk.Group == groupGateway {
 			out.GatewayAPI = true
 		}
-		list, err := dyn.Resource(m.Resource).List(ctx, metav1.ListOptions{})
+		accept := mediaJSON
+		if typedListOf(m.GroupVersionKind) != nil {
+			accept = mediaProtobuf + ", " + mediaJSON
+		}
+		var contentType string
+		data, err := rc.Get().AbsPath(resourcePath(m.Resource)...).SetHeader("Accept", accept).
+			Do(ctx).ContentType(&contentType).Raw()
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", m.Resource.Resource, err)
 		}
-		for i := range list.Items {
-			u := &list.Items[i]
-			u.SetGroupVersionKind(m.GroupVersionKind)
-			u.SetManagedFields(nil)
-			out.Objects = append(out.Objects, Object{Source: Source{}, U: u})
+		if out.Objects, err = appendListed(out.Objects, data, contentType, m.GroupVersionKind); err != nil {
+			return nil, fmt.Errorf("list %s: %w", m.Resource.Resource, err)
 		}
 	}
 	return out, nil
+}
+
+// resourcePath is the URL path listing a resource in all namespaces.
+func resourcePath(r schema.GroupVersionResource) []string {
+	if r.Group == "" {
+		return []string{"/api", r.Version, r.Resource}
+	}
+	return []string{"/apis", r.Group, r.Version, r.Resource}
+}
+
+// typedListOf returns an empty typed list of gvk's items when LoadCluster
+// reads gvk into Go types: a kind of client-go's scheme whose Go type is the
+// one Build decodes it into. Nil means the kind is read as JSON.
+func typedListOf(gvk schema.GroupVersionKind) runtime.Object {
+	info, ok := knownKinds[gvk.GroupKind()]
+	if !ok || info.typed == nil || !clientgoscheme.Scheme.Recognizes(gvk) {
+		return nil
+	}
+	item, err := clientgoscheme.Scheme.New(gvk)
+	if err != nil || reflect.TypeOf(item) != reflect.TypeOf(info.typed()) {
+		return nil
+	}
+	list, err := clientgoscheme.Scheme.New(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	if err != nil {
+		return nil
+	}
+	return list
+}
+
+// listDecoder decodes protobuf list responses into client-go's types.
+var listDecoder = protobuf.NewSerializer(clientgoscheme.Scheme, clientgoscheme.Scheme)
+
+// appendListed appends the items of a list response (protobuf or JSON, as
+// contentType says) as gvk, without their managed fields. An item decoded
+// from protobuf keeps its Go object (Object.typed) and gets U from it; a JSON
+// item is decoded once into U, as the dynamic client would decode it.
+func appendListed(objs []Object, data []byte, contentType string, gvk schema.GroupVersionKind) ([]Object, error) {
+	if strings.HasPrefix(contentType, mediaProtobuf) {
+		list := typedListOf(gvk)
+		if list == nil {
+			return nil, fmt.Errorf("%s is not read as protobuf", gvk.Kind)
+		}
+		if _, _, err := listDecoder.Decode(data, nil, list); err != nil {
+			return nil, fmt.Errorf("decode %s list: %w", gvk.Kind, err)
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return nil, fmt.Errorf("decode %s list: %w", gvk.Kind, err)
+		}
+		for _, it := range items {
+			it.GetObjectKind().SetGroupVersionKind(gvk)
+			acc, err := meta.Accessor(it)
+			if err != nil {
+				return nil, fmt.Errorf("decode %s list: %w", gvk.Kind, err)
+			}
+			acc.SetManagedFields(nil)
+			m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(it)
+			if err != nil {
+				return nil, fmt.Errorf("convert %s %s/%s: %w", gvk.Kind, acc.GetNamespace(), acc.GetName(), err)
+			}
+			objs = append(objs, Object{U: &unstructured.Unstructured{Object: m}, typed: it})
+		}
+		return objs, nil
+	}
+	var list struct {
+		Items []map[string]any `json:"items"`
+	}
+	if err := utiljson.Unmarshal(data, &list); err != nil {
+		return nil, fmt.Errorf("decode %s list: %w", gvk.Kind, err)
+	}
+	for _, m := range list.Items {
+		u := &unstructured.Unstructured{Object: m}
+		if u.Object == nil {
+			u.Object = map[string]any{}
+		}
+		u.SetGroupVersionKind(gvk)
+		u.SetManagedFields(nil)
+		objs = append(objs, Object{U: u})
+	}
+	return objs, nil
 }

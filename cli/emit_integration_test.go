@@ -20,7 +20,7 @@ import (
 	"github.com/meshshift/meshshift/test/harness"
 )
 
-func moduleDir(t *testing.T, mod string) string {
+func moduleDir(t testing.TB, mod string) string {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", mod).Output()
 	if err != nil {

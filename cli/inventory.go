@@ -205,9 +205,12 @@ func (b *builder) add(o *Object, info kindInfo) error {
 			return nil
 		}
 	}
-	typed, err := toTyped(o, info)
-	if err != nil {
-		return err
+	var typed any = o.typed
+	if o.typed == nil {
+		var err error
+		if typed, err = toTyped(o, info); err != nil {
+			return err
+		}
 	}
 	switch t := typed.(type) {
 	case *corev1.Namespace:

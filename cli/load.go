@@ -42,6 +42,10 @@ func (s Source) String() string {
 type Object struct {
 	Source Source
 	U      *unstructured.Unstructured
+	// typed is the object in its Go type when LoadCluster decoded it so (from
+	// protobuf), U being made from it; Build uses it instead of decoding U
+	// again. Nobody changes it.
+	typed runtime.Object
 }
 
 // Ref names the object as "Kind namespace/name" or "Kind name".
