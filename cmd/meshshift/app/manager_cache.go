@@ -1,66 +1,257 @@
 package app
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshshift/meshshift/signals"
 )
 
-// cacheOptions are the manager's informer caches: every object without its
-// managedFields (nothing reads them from the cache), and pods trimmed to
-// what the manager reads of them (trimPod): with ten thousand pods, the
-// pods' containers, volumes and container statuses were most of the heap.
+// cacheOptions are the manager's informer caches: every object trimmed by
+// trimObject to what the manager reads of it. With ten thousand pods and
+// thousands of workloads, the pods' containers, volumes and statuses and
+// the workloads' full pod templates were most of the heap.
 func cacheOptions() cache.Options {
-	return cache.Options{
-		DefaultTransform: cache.TransformStripManagedFields(),
-		ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: trimPod}},
+	return cache.Options{DefaultTransform: trimObject}
+}
+
+var _ toolscache.TransformFunc = trimObject
+
+// lastApplied is the annotation kubectl apply keeps the whole applied
+// manifest in; in real clusters it is often an object's largest field.
+const lastApplied = corev1.LastAppliedConfigAnnotation
+
+// trimObject is the transform of every informer of the manager's cache. It
+// drops managedFields from every object (nothing reads them from the cache),
+// the last-applied-configuration annotation from every object the manager
+// never writes back whole (keepsLastApplied), and of each kind below what no
+// reader uses: pods (trimPod), Deployments, StatefulSets, DaemonSets, Jobs,
+// CronJobs and ReplicationControllers (trimWorkload), Nodes (their labels
+// only) and the mesh objects signals indexes (trimMeshObject). A reader of a
+// field dropped here must add it, with a case in the tests beside this file.
+//
+// Nothing may Update a cached object of a trimmed kind whole: the update
+// would wipe what the cache dropped. Patching it with client.MergeFrom from
+// the cached copy is safe (the patch holds only what the caller changed).
+// The migrator Updates Namespaces and the AuthorizationPolicies and
+// RequestAuthentications it moves from their cached copies, so those keep
+// their annotations; managedFields are safe to drop everywhere (an update
+// that sends none leaves the server's as they are).
+func trimObject(in any) (any, error) {
+	switch o := in.(type) {
+	case *corev1.Pod:
+		return trimPod(o)
+	case *appsv1.Deployment, *appsv1.StatefulSet, *appsv1.DaemonSet, *batchv1.Job, *batchv1.CronJob, *corev1.ReplicationController:
+		return trimWorkload(o)
+	case *corev1.Node:
+		return trimNode(o), nil
+	case *unstructured.Unstructured:
+		return trimMeshObject(o), nil
+	case metav1.Object:
+		trimMeta(o, keepsLastApplied(o))
+		return in, nil
+	}
+	return in, nil
+}
+
+// keepsLastApplied is true for the kinds the migrator Updates whole from
+// their cached copies (Namespaces, and the L7 policies a wave moves): an
+// update from a copy without the annotation would remove it from the
+// cluster, and kubectl apply would then lose track of what it applied.
+func keepsLastApplied(o any) bool {
+	switch o := o.(type) {
+	case *corev1.Namespace:
+		return true
+	case *unstructured.Unstructured:
+		return o.GroupVersionKind().GroupKind() == authorizationPolicy || o.GroupVersionKind().GroupKind() == requestAuthentication
+	}
+	return false
+}
+
+var (
+	authorizationPolicy   = schema.GroupKind{Group: "security.istio.io", Kind: signals.KindAuthorizationPolicy}
+	requestAuthentication = schema.GroupKind{Group: "security.istio.io", Kind: signals.KindRequestAuthentication}
+)
+
+// trimMeta drops managedFields and, unless keepApplied, the
+// last-applied-configuration annotation. It changes o in place: a transform
+// gets the freshly decoded object, which nothing else holds yet.
+func trimMeta(o metav1.Object, keepApplied bool) {
+	o.SetManagedFields(nil)
+	if keepApplied {
+		return
+	}
+	// A typed object returns its own map, an unstructured one a copy: set
+	// it back either way.
+	if a := o.GetAnnotations(); a != nil {
+		if _, ok := a[lastApplied]; ok {
+			delete(a, lastApplied)
+			if len(a) == 0 {
+				a = nil
+			}
+			o.SetAnnotations(a)
+		}
 	}
 }
 
-var _ toolscache.TransformFunc = trimPod
-
 // trimPod keeps of a pod what the manager's readers of the pod cache use:
-// its metadata but managedFields (the missed-decision detector: namespace,
-// annotations, deletion; the callers' address index: name, UID, owner,
-// labels, creation time; the migrator: labels and annotations), whether it
-// runs on the host network and where, its containers' names (the migrator
-// looks for istio-proxy), and its phase, addresses and conditions. A reader
-// of another field must add it here.
-func trimPod(in any) (any, error) {
-	p, ok := in.(*corev1.Pod)
-	if !ok {
-		return in, nil
-	}
-	names := func(cs []corev1.Container) []corev1.Container {
-		if len(cs) == 0 {
-			return nil
-		}
-		out := make([]corev1.Container, len(cs))
-		for i, c := range cs {
-			out[i] = corev1.Container{Name: c.Name}
-		}
-		return out
-	}
-	out := &corev1.Pod{
+// its metadata but managedFields and last-applied-configuration (the
+// missed-decision detector: namespace, annotations, deletion; the callers'
+// address index, signals.PodIPs: name, UID, controller, labels, creation
+// time; the migrator's L7 policy move: labels, deletion), whether it runs on
+// the host network (PodIPs), its containers' names (the migrator looks for
+// istio-proxy), its phase and addresses (PodIPs). Nothing reads its
+// conditions, node, host addresses or start time from the cache.
+func trimPod(p *corev1.Pod) (any, error) {
+	trimMeta(p, false)
+	return &corev1.Pod{
 		TypeMeta:   p.TypeMeta,
 		ObjectMeta: p.ObjectMeta,
 		Spec: corev1.PodSpec{
-			NodeName:       p.Spec.NodeName,
 			HostNetwork:    p.Spec.HostNetwork,
-			InitContainers: names(p.Spec.InitContainers),
-			Containers:     names(p.Spec.Containers),
+			InitContainers: containerNames(p.Spec.InitContainers),
+			Containers:     containerNames(p.Spec.Containers),
 		},
 		Status: corev1.PodStatus{
-			Phase:      p.Status.Phase,
-			Conditions: p.Status.Conditions,
-			HostIP:     p.Status.HostIP,
-			HostIPs:    p.Status.HostIPs,
-			PodIP:      p.Status.PodIP,
-			PodIPs:     p.Status.PodIPs,
-			StartTime:  p.Status.StartTime,
+			Phase:  p.Status.Phase,
+			PodIP:  p.Status.PodIP,
+			PodIPs: p.Status.PodIPs,
+		},
+	}, nil
+}
+
+// containerNames is cs with only the containers' names.
+func containerNames(cs []corev1.Container) []corev1.Container {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]corev1.Container, len(cs))
+	for i, c := range cs {
+		out[i] = corev1.Container{Name: c.Name}
+	}
+	return out
+}
+
+// trimTemplate keeps of a workload's pod template what the migrator decides
+// and restarts from (policies.Input of migrator decideWith, and
+// policies.CurrentMode for the callers of a workload): its labels and
+// annotations (the restartedAt token among them), hostNetwork, and what
+// signals.NodeRequirementOf reads (nodeSelector and the required node
+// affinity; preferences and tolerations are not read). Containers keep
+// their names only.
+func trimTemplate(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
+	out := corev1.PodTemplateSpec{
+		ObjectMeta: t.ObjectMeta,
+		Spec: corev1.PodSpec{
+			HostNetwork:    t.Spec.HostNetwork,
+			NodeSelector:   t.Spec.NodeSelector,
+			InitContainers: containerNames(t.Spec.InitContainers),
+			Containers:     containerNames(t.Spec.Containers),
 		},
 	}
-	out.ManagedFields = nil
-	return out, nil
+	if a := t.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		out.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution,
+		}}
+	}
+	return out
+}
+
+// trimWorkload keeps of a workload what its readers use:
+//   - all kinds: metadata but managedFields and last-applied-configuration
+//     (the migrator: name, the gateway-name label of a Deployment, a Job's
+//     controller), the pod template (trimTemplate) and the selector;
+//   - Deployment: replicas and paused (the precheck's cannotRestart, the
+//     migrator's rolledOut) and the whole status (rolledOut, and whether a
+//     waypoint's Deployment is available); signals.Index reads the template's
+//     labels, capability detection the names of istiod and Linkerd's;
+//   - StatefulSet: replicas, the update strategy (OnDelete blocks a wave; a
+//     rolling update's partition) and the whole status (rolledOut);
+//   - DaemonSet: the update strategy and the whole status (rolledOut;
+//     capability detection reads numberReady of ztunnel and cilium and the
+//     template's node requirement);
+//   - ReplicationController: replicas (one that runs pods blocks a wave);
+//   - Job and CronJob: the template only; a wave counts them without
+//     restarting them or waiting for them (the webhook reads Jobs from a
+//     separate metadata-only informer).
+func trimWorkload(in any) (any, error) {
+	switch o := in.(type) {
+	case *appsv1.Deployment:
+		trimMeta(o, false)
+		return &appsv1.Deployment{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta, Status: o.Status,
+			Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Paused: o.Spec.Paused, Selector: o.Spec.Selector,
+				Template: trimTemplate(o.Spec.Template)}}, nil
+	case *appsv1.StatefulSet:
+		trimMeta(o, false)
+		return &appsv1.StatefulSet{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta, Status: o.Status,
+			Spec: appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, UpdateStrategy: o.Spec.UpdateStrategy, Selector: o.Spec.Selector,
+				Template: trimTemplate(o.Spec.Template)}}, nil
+	case *appsv1.DaemonSet:
+		trimMeta(o, false)
+		return &appsv1.DaemonSet{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta, Status: o.Status,
+			Spec: appsv1.DaemonSetSpec{UpdateStrategy: o.Spec.UpdateStrategy, Selector: o.Spec.Selector,
+				Template: trimTemplate(o.Spec.Template)}}, nil
+	case *corev1.ReplicationController:
+		trimMeta(o, false)
+		out := &corev1.ReplicationController{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta,
+			Spec: corev1.ReplicationControllerSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector}}
+		if o.Spec.Template != nil {
+			t := trimTemplate(*o.Spec.Template)
+			out.Spec.Template = &t
+		}
+		return out, nil
+	case *batchv1.Job:
+		trimMeta(o, false)
+		return &batchv1.Job{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta,
+			Spec: batchv1.JobSpec{Selector: o.Spec.Selector, Template: trimTemplate(o.Spec.Template)}}, nil
+	case *batchv1.CronJob:
+		trimMeta(o, false)
+		return &batchv1.CronJob{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta,
+			Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{ObjectMeta: o.Spec.JobTemplate.ObjectMeta,
+				Spec: batchv1.JobSpec{Selector: o.Spec.JobTemplate.Spec.Selector, Template: trimTemplate(o.Spec.JobTemplate.Spec.Template)}}}}, nil
+	}
+	return in, nil
+}
+
+// trimNode keeps a node's metadata: capability detection reads its name and
+// labels (the agent's kernel capabilities, what the DaemonSets' node
+// requirements match). Its status (images, conditions, addresses) is the
+// bulk of a node and is not read.
+func trimNode(n *corev1.Node) *corev1.Node {
+	trimMeta(n, false)
+	return &corev1.Node{TypeMeta: n.TypeMeta, ObjectMeta: n.ObjectMeta}
+}
+
+// meshKinds are the kinds signals indexes from unstructured objects (Istio,
+// Gateway API routes, Cilium).
+var meshKinds = func() map[schema.GroupKind]bool {
+	out := map[schema.GroupKind]bool{}
+	for _, obj := range signals.WatchedObjects() {
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			out[u.GroupVersionKind().GroupKind()] = true
+		}
+	}
+	return out
+}()
+
+// trimMeshObject drops managedFields from an unstructured object, the
+// last-applied-configuration annotation where keepsLastApplied allows, and
+// the status of the mesh kinds signals indexes: the index reads their
+// metadata and spec only (Istio's validation messages and a route's status
+// per parent are not read). Other unstructured objects (Argo Rollouts, whose
+// status the migrator reads) keep their status. Their specs stay whole:
+// signals reads most of each kind's spec, and the migrator copies the L7
+// policies it moves from the cached objects.
+func trimMeshObject(u *unstructured.Unstructured) *unstructured.Unstructured {
+	trimMeta(u, keepsLastApplied(u))
+	if meshKinds[u.GroupVersionKind().GroupKind()] {
+		delete(u.Object, "status")
+	}
+	return u
 }
