@@ -141,6 +141,9 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 	if err := o.migrator.setup(mgr, o.webhook.capabilities, o.webhook.spireCA, features, traffic); err != nil {
 		return fmt.Errorf("set up migrator: %w", err)
 	}
+	if err := addReleaseAfterSync(mgr, log.WithName("memory")); err != nil {
+		return fmt.Errorf("add memory release after sync: %w", err)
+	}
 	log.Info("starting manager", "version", Version())
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
