@@ -130,5 +130,5 @@ fuzz-agent: ## Fuzz the agent's HTTP/2 frame follower and header-block handling,
 
 ##@ Fleet scale (test/bench/scalebench)
 .PHONY: bench-scale
-bench-scale: deps assets ## The built manager on 1,000 namespaces / 10,000 pods on kwok nodes, 5,000 Istio and Gateway API objects, 20 policies: RSS and heap after sync, ready time, webhook p99 under paced pod creates, plan --cluster, a 50-namespace wave and a breach rolled back; last line "scale: rss_mib=… heap_mib=… ready_s=… p99_ms=… wave_s=… rollback_s=… plan_s=…". SCALE=0.1 for a quick check.
+bench-scale: deps assets ## The built manager on 1,000 namespaces / 10,000 pods on kwok nodes, 5,000 Istio and Gateway API objects, 20 policies: RSS and heap after sync, ready time, webhook p99 under paced pod creates (and posted straight at the same rate), plan --cluster, a 50-namespace wave and a breach rolled back; last line "scale: rss_mib=… heap_mib=… ready_s=… p99_ms=… wave_s=… rollback_s=… plan_s=… direct_p99_ms=…". SCALE=0.1 for a quick check.
 	nice $(GO) run ./test/bench/scalebench -scale $(or $(SCALE),1)

@@ -148,8 +148,11 @@ type manager struct {
 }
 
 // webhookPort is where every manager of a run serves; the configurations
-// are installed once.
-var webhookPort int
+// are installed once. webhookCA verifies its serving certificate.
+var (
+	webhookPort int
+	webhookCA   []byte
+)
 
 func (e *env) installWebhook(ctx context.Context) error {
 	if webhookPort != 0 {
@@ -170,7 +173,7 @@ func (e *env) installWebhook(ctx context.Context) error {
 	if _, _, err := webhooktest.InstallConfigurations(ctx, e.cl, port, "", bundle); err != nil {
 		return err
 	}
-	webhookPort = port
+	webhookPort, webhookCA = port, bundle
 	return nil
 }
 
