@@ -47,6 +47,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,6 +136,14 @@ func figure(v float64, prec int) string {
 	return strconv.FormatFloat(v, 'f', prec, 64)
 }
 
+// profile is the path of a profile named name in -profile-dir, "" without one.
+func (c *config) profile(name string) string {
+	if c.profileDir == "" {
+		return ""
+	}
+	return filepath.Join(c.profileDir, name)
+}
+
 // skipped says whether -skip names part.
 func (c *config) skipped(part string) bool {
 	return slices.Contains(strings.Split(c.skip, ","), part)
@@ -210,7 +219,7 @@ func run(ctx context.Context, c config) (result, error) {
 	}
 	r.readyS = took.Seconds()
 	lg("manager ready (first decided pod) %.2fs after exec", r.readyS)
-	mem, err := m.memory(ctx, c.settle, c.profileDir)
+	mem, err := m.memory(ctx, c.settle, c.profile("manager-heap.pprof"))
 	if err != nil {
 		return r, err
 	}
@@ -260,7 +269,7 @@ func run(ctx context.Context, c config) (result, error) {
 		}
 		r.waveS, r.rollbackS = w.flipToReady.Seconds(), w.breachToRolledBack.Seconds()
 	}
-	mem2, err := m.memory(ctx, c.settle, "")
+	mem2, err := m.memory(ctx, c.settle, c.profile("manager-heap-end.pprof"))
 	if err == nil {
 		lg("manager memory at the end: rss %.0f MiB, heap in use %.1f MiB after a forced collection", mem2.rssMiB, mem2.heapMiB)
 	}

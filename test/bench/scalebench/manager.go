@@ -328,8 +328,8 @@ type memory struct {
 
 // memory waits settle for the first reconciles, reads the RSS
 // and the heap in use, then forces a collection (the heap profile's gc=1,
-// written to dir when not empty) and reads the heap in use again.
-func (m *manager) memory(ctx context.Context, settle time.Duration, dir string) (memory, error) {
+// written to the file profile when not empty) and reads the heap in use again.
+func (m *manager) memory(ctx context.Context, settle time.Duration, profile string) (memory, error) {
 	var out memory
 	select {
 	case <-ctx.Done():
@@ -347,8 +347,8 @@ func (m *manager) memory(ctx context.Context, settle time.Duration, dir string) 
 	if err != nil {
 		return out, err
 	}
-	if dir != "" {
-		if err := writeFile(filepath.Join(dir, "manager-heap.pprof"), heap); err != nil {
+	if profile != "" {
+		if err := writeFile(profile, heap); err != nil {
 			return out, err
 		}
 	}
