@@ -396,7 +396,14 @@ func rolledOut(w *workload) (bool, string, bool) {
 		}
 		st := &o.Status
 		if st.ObservedGeneration < o.Generation || st.UpdatedReplicas != want || st.Replicas != want || st.AvailableReplicas != want {
-			return false, fmt.Sprintf("%d of %d pods updated and available", min(st.UpdatedReplicas, st.AvailableReplicas), want), false
+			why := fmt.Sprintf("%d of %d pods updated and available", min(st.UpdatedReplicas, st.AvailableReplicas), want)
+			if old := st.Replicas - st.UpdatedReplicas; old > 0 {
+				why += fmt.Sprintf(", %d old still running", old)
+			}
+			if st.ObservedGeneration < o.Generation {
+				why += " (the controller has not seen the restart yet)"
+			}
+			return false, why, false
 		}
 	case *appsv1.StatefulSet:
 		want := int32(1)
