@@ -253,8 +253,11 @@ type planMover struct {
 // ones with their reasons.
 func callerOrder(inv *Inventory, o *Options, movers []planMover, flips map[signals.WorkloadKey]bool,
 	blocked map[string][]string) (edges map[string]map[string]bool, notes []string) {
-	cur := inv.currentModes()
+	var cur map[signals.WorkloadKey]meshv1alpha1.Mode // read on the first caller
 	fate := func(c signals.WorkloadKey) callerFate {
+		if cur == nil {
+			cur = inv.currentModes()
+		}
 		m, known := cur[c]
 		f := callerFate{known: known, sidecar: m == meshv1alpha1.ModeSidecar}
 		switch {

@@ -162,7 +162,7 @@ func (inv *Inventory) Input(w *WorkloadInfo, o *Options) policies.Input {
 
 // Evaluate decides every workload in scope with policies.Decide.
 func (inv *Inventory) Evaluate(o *Options) []Evaluated {
-	var out []Evaluated
+	out := make([]Evaluated, 0, len(inv.Workloads))
 	for _, w := range inv.Workloads {
 		if !o.selected(w.Namespace) {
 			continue
@@ -173,6 +173,9 @@ func (inv *Inventory) Evaluate(o *Options) []Evaluated {
 		cur, _ := policies.CurrentMode(&in.Workload, &policies.Namespace{Name: w.Namespace,
 			Labels: inv.Namespaces[w.Namespace].Labels, Annotations: inv.Namespaces[w.Namespace].Annotations})
 		out = append(out, Evaluated{W: w, Input: in, Decision: policies.Decide(in), Current: cur})
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }
@@ -235,6 +238,9 @@ func BuildPlan(inv *Inventory, o *Options) *Plan {
 	var movers []planMover
 	flips := map[signals.WorkloadKey]bool{}
 	evals := inv.Evaluate(o)
+	if len(evals) > 0 {
+		p.Rows = make([]Row, 0, len(evals))
+	}
 	for _, e := range evals {
 		d := &e.Decision
 		// A workload whose L7 policies move to its waypoint is planned in

@@ -34,7 +34,7 @@ func PrintData(w io.Writer, format string, v any) error {
 		if err != nil {
 			return fmt.Errorf("encode json: %w", err)
 		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
+		_, err = w.Write(append(b, '\n'))
 		return err
 	case FormatYAML:
 		b, err := yaml.Marshal(v)
