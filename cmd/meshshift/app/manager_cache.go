@@ -1,6 +1,8 @@
 package app
 
 import (
+	"unique"
+
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -33,8 +35,10 @@ const lastApplied = corev1.LastAppliedConfigAnnotation
 // never writes back whole (keepsLastApplied), and of each kind below what no
 // reader uses: pods (trimPod), Deployments, StatefulSets, DaemonSets, Jobs,
 // CronJobs and ReplicationControllers (trimWorkload), Nodes (their labels
-// only) and the mesh objects signals indexes (trimMeshObject). A reader of a
-// field dropped here must add it, with a case in the tests beside this file.
+// only) and the mesh objects signals indexes (trimMeshObject). The labels
+// and annotations of typed objects are made canonical (intern), so objects
+// that repeat them share one copy. A reader of a field dropped here must add
+// it, with a case in the tests beside this file.
 //
 // Nothing may Update a cached object of a trimmed kind whole: the update
 // would wipe what the cache dropped. Patching it with client.MergeFrom from
@@ -55,6 +59,8 @@ func trimObject(in any) (any, error) {
 		return trimMeshObject(o), nil
 	case metav1.Object:
 		trimMeta(o, keepsLastApplied(o))
+		o.SetLabels(internMap(o.GetLabels()))
+		o.SetAnnotations(internMap(o.GetAnnotations()))
 		return in, nil
 	}
 	return in, nil
@@ -100,23 +106,76 @@ func trimMeta(o metav1.Object, keepApplied bool) {
 	}
 }
 
+// trimTypedMeta is trimMeta without last-applied-configuration, then
+// internMeta.
+func trimTypedMeta(m *metav1.ObjectMeta) {
+	trimMeta(m, false)
+	internMeta(m)
+}
+
+// maxInterned is the longest string intern makes canonical: a longer one is
+// rarely repeated (and kept as decoded).
+const maxInterned = 1024
+
+// intern returns the canonical copy of s (unique.Make): the labels and
+// annotations of thousands of pods and workloads repeat a few keys and
+// values (the template's labels, meshshift's decision and reason), which
+// the decoder allocates once per object. A canonical copy lives as long as
+// an object holds it; a value no object holds any more is collected.
+func intern(s string) string {
+	if s == "" || len(s) > maxInterned {
+		return s
+	}
+	return unique.Make(s).Value()
+}
+
+// internMap is m with canonical keys and values (a new map: m's keys cannot
+// be replaced in place); nil or empty stays as it is.
+func internMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return m
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[intern(k)] = intern(v)
+	}
+	return out
+}
+
+// internMeta makes m's repeated strings canonical: its namespace,
+// generateName, labels, annotations and owners' kinds and API versions
+// (names and UIDs are each object's own).
+func internMeta(m *metav1.ObjectMeta) {
+	m.Namespace = intern(m.Namespace)
+	m.GenerateName = intern(m.GenerateName)
+	m.Labels = internMap(m.Labels)
+	m.Annotations = internMap(m.Annotations)
+	for i := range m.OwnerReferences {
+		r := &m.OwnerReferences[i]
+		r.APIVersion, r.Kind = intern(r.APIVersion), intern(r.Kind)
+	}
+}
+
 // trimPod keeps of a pod what the manager's readers of the pod cache use:
 // its metadata but managedFields and last-applied-configuration (the
 // missed-decision detector: namespace, annotations, deletion; the callers'
 // address index, signals.PodIPs: name, UID, controller, labels, creation
 // time; the migrator's L7 policy move: labels, deletion), whether it runs on
-// the host network (PodIPs), its containers' names (the migrator looks for
-// istio-proxy), its phase and addresses (PodIPs). Nothing reads its
-// conditions, node, host addresses or start time from the cache.
+// the host network (PodIPs), its phase and addresses (PodIPs), and among its
+// containers and init containers only the sidecar proxy's, by name: the
+// migrator's only question of a pod's containers is whether istio-proxy is
+// one of them (a container struct costs 400 bytes even when only its name
+// is kept). Nothing reads its conditions, node, host addresses or start
+// time from the cache.
 func trimPod(p *corev1.Pod) (any, error) {
-	trimMeta(p, false)
+	trimTypedMeta(&p.ObjectMeta)
 	return &corev1.Pod{
 		TypeMeta:   p.TypeMeta,
 		ObjectMeta: p.ObjectMeta,
 		Spec: corev1.PodSpec{
 			HostNetwork:    p.Spec.HostNetwork,
-			InitContainers: containerNames(p.Spec.InitContainers),
-			Containers:     containerNames(p.Spec.Containers),
+			InitContainers: proxyContainers(p.Spec.InitContainers),
+			Containers:     proxyContainers(p.Spec.Containers),
 		},
 		Status: corev1.PodStatus{
 			Phase:  p.Status.Phase,
@@ -126,16 +185,18 @@ func trimPod(p *corev1.Pod) (any, error) {
 	}, nil
 }
 
-// containerNames is cs with only the containers' names.
-func containerNames(cs []corev1.Container) []corev1.Container {
-	if len(cs) == 0 {
-		return nil
+// proxyContainer is the name of Istio's sidecar container, the one container
+// the manager looks for among a pod's.
+const proxyContainer = "istio-proxy"
+
+// proxyContainers is the proxyContainer of cs, by name only; nil without one.
+func proxyContainers(cs []corev1.Container) []corev1.Container {
+	for _, c := range cs {
+		if c.Name == proxyContainer {
+			return []corev1.Container{{Name: c.Name}}
+		}
 	}
-	out := make([]corev1.Container, len(cs))
-	for i, c := range cs {
-		out[i] = corev1.Container{Name: c.Name}
-	}
-	return out
+	return nil
 }
 
 // trimTemplate keeps of a workload's pod template what the migrator decides
@@ -143,16 +204,15 @@ func containerNames(cs []corev1.Container) []corev1.Container {
 // policies.CurrentMode for the callers of a workload): its labels and
 // annotations (the restartedAt token among them), hostNetwork, and what
 // signals.NodeRequirementOf reads (nodeSelector and the required node
-// affinity; preferences and tolerations are not read). Containers keep
-// their names only.
+// affinity; preferences and tolerations are not read). Nothing reads a
+// template's containers, volumes or service account from the cache.
 func trimTemplate(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
+	internMeta(&t.ObjectMeta)
 	out := corev1.PodTemplateSpec{
 		ObjectMeta: t.ObjectMeta,
 		Spec: corev1.PodSpec{
-			HostNetwork:    t.Spec.HostNetwork,
-			NodeSelector:   t.Spec.NodeSelector,
-			InitContainers: containerNames(t.Spec.InitContainers),
-			Containers:     containerNames(t.Spec.Containers),
+			HostNetwork:  t.Spec.HostNetwork,
+			NodeSelector: t.Spec.NodeSelector,
 		},
 	}
 	if a := t.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
@@ -183,22 +243,22 @@ func trimTemplate(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
 func trimWorkload(in any) (any, error) {
 	switch o := in.(type) {
 	case *appsv1.Deployment:
-		trimMeta(o, false)
+		trimTypedMeta(&o.ObjectMeta)
 		return &appsv1.Deployment{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta, Status: o.Status,
 			Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Paused: o.Spec.Paused, Selector: o.Spec.Selector,
 				Template: trimTemplate(o.Spec.Template)}}, nil
 	case *appsv1.StatefulSet:
-		trimMeta(o, false)
+		trimTypedMeta(&o.ObjectMeta)
 		return &appsv1.StatefulSet{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta, Status: o.Status,
 			Spec: appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, UpdateStrategy: o.Spec.UpdateStrategy, Selector: o.Spec.Selector,
 				Template: trimTemplate(o.Spec.Template)}}, nil
 	case *appsv1.DaemonSet:
-		trimMeta(o, false)
+		trimTypedMeta(&o.ObjectMeta)
 		return &appsv1.DaemonSet{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta, Status: o.Status,
 			Spec: appsv1.DaemonSetSpec{UpdateStrategy: o.Spec.UpdateStrategy, Selector: o.Spec.Selector,
 				Template: trimTemplate(o.Spec.Template)}}, nil
 	case *corev1.ReplicationController:
-		trimMeta(o, false)
+		trimTypedMeta(&o.ObjectMeta)
 		out := &corev1.ReplicationController{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta,
 			Spec: corev1.ReplicationControllerSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector}}
 		if o.Spec.Template != nil {
@@ -207,11 +267,11 @@ func trimWorkload(in any) (any, error) {
 		}
 		return out, nil
 	case *batchv1.Job:
-		trimMeta(o, false)
+		trimTypedMeta(&o.ObjectMeta)
 		return &batchv1.Job{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta,
 			Spec: batchv1.JobSpec{Selector: o.Spec.Selector, Template: trimTemplate(o.Spec.Template)}}, nil
 	case *batchv1.CronJob:
-		trimMeta(o, false)
+		trimTypedMeta(&o.ObjectMeta)
 		return &batchv1.CronJob{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta,
 			Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{ObjectMeta: o.Spec.JobTemplate.ObjectMeta,
 				Spec: batchv1.JobSpec{Selector: o.Spec.JobTemplate.Spec.Selector, Template: trimTemplate(o.Spec.JobTemplate.Spec.Template)}}}}, nil
@@ -224,7 +284,7 @@ func trimWorkload(in any) (any, error) {
 // requirements match). Its status (images, conditions, addresses) is the
 // bulk of a node and is not read.
 func trimNode(n *corev1.Node) *corev1.Node {
-	trimMeta(n, false)
+	trimTypedMeta(&n.ObjectMeta)
 	return &corev1.Node{TypeMeta: n.TypeMeta, ObjectMeta: n.ObjectMeta}
 }
 

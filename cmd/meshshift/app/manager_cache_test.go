@@ -1,8 +1,10 @@
 package app
 
 import (
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
@@ -98,16 +100,38 @@ func TestTrimPodKeepsWhatTheManagerReads(t *testing.T) {
 	want := &corev1.Pod{
 		TypeMeta:   in.TypeMeta,
 		ObjectMeta: m,
-		Spec: corev1.PodSpec{
-			InitContainers: []corev1.Container{{Name: "istio-init"}},
-			Containers:     []corev1.Container{{Name: "app"}, {Name: "istio-proxy"}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.5", PodIPs: whole.Status.PodIPs},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy"}}},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.5", PodIPs: whole.Status.PodIPs},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("trimmed pod (-want +got):\n%s", diff)
 	}
 	if again := transform[*corev1.Pod](t, got.DeepCopy()); !cmp.Equal(again, got) {
 		t.Errorf("trimming a trimmed pod changed it:\n%s", cmp.Diff(got, again))
+	}
+
+	// The migrator's podOnSidecar finds istio-proxy, as a container or as a
+	// native sidecar (an init container), in the trimmed pod as in the whole.
+	for _, c := range []struct {
+		name       string
+		init, main []string
+		want       bool
+	}{
+		{"sidecar", []string{"istio-init"}, []string{"app", "istio-proxy"}, true},
+		{"native sidecar", []string{"istio-init", "istio-proxy"}, []string{"app"}, true},
+		{"no sidecar", []string{"init"}, []string{"app", "logger"}, false},
+		{"no containers", nil, nil, false},
+	} {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-2"}}
+		for _, n := range c.init {
+			p.Spec.InitContainers = append(p.Spec.InitContainers, fullContainer(n))
+		}
+		for _, n := range c.main {
+			p.Spec.Containers = append(p.Spec.Containers, fullContainer(n))
+		}
+		if whole, trimmed := hasProxy(p), hasProxy(transform[*corev1.Pod](t, p.DeepCopy())); whole != c.want || trimmed != c.want {
+			t.Errorf("%s: istio-proxy found %v in the whole pod, %v in the trimmed one; want %v", c.name, whole, trimmed, c.want)
+		}
 	}
 
 	// The callers' address index reads the trimmed pod as it reads the whole
@@ -131,6 +155,18 @@ func TestTrimPodKeepsWhatTheManagerReads(t *testing.T) {
 			t.Errorf("hostNetwork %v: PodIPs resolved %v; the check compares nothing", hostNetwork, want)
 		}
 	}
+}
+
+// hasProxy is the container check of the migrator's podOnSidecar.
+func hasProxy(p *corev1.Pod) bool {
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range cs {
+			if c.Name == "istio-proxy" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // template is a pod template with everything the cache drops; shape picks
@@ -170,9 +206,7 @@ func template(shape string) corev1.PodTemplateSpec {
 // trimmedTemplate is template(shape) as the cache keeps it.
 func trimmedTemplate(shape string) corev1.PodTemplateSpec {
 	f := template(shape)
-	out := corev1.PodTemplateSpec{ObjectMeta: f.ObjectMeta, Spec: corev1.PodSpec{
-		HostNetwork: f.Spec.HostNetwork, NodeSelector: f.Spec.NodeSelector,
-		Containers: []corev1.Container{{Name: "app"}}, InitContainers: []corev1.Container{{Name: "init"}}}}
+	out := corev1.PodTemplateSpec{ObjectMeta: f.ObjectMeta, Spec: corev1.PodSpec{HostNetwork: f.Spec.HostNetwork, NodeSelector: f.Spec.NodeSelector}}
 	if r := f.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution; r != nil {
 		out.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: r}}
 	}
@@ -509,5 +543,39 @@ func TestTrimMeshObjectsKeepsWhatTheIndexAndTheMigratorRead(t *testing.T) {
 	}
 	if _, ok := got2.GetAnnotations()[lastApplied]; ok {
 		t.Errorf("rollout kept %s (the migrator patches rollouts, it never updates them)", lastApplied)
+	}
+}
+
+func TestTrimSharesRepeatedStrings(t *testing.T) {
+	// Two pods decoded apart (no string shared), as an informer gets them.
+	// strings.Clone: a copy of its own, as the decoder makes.
+	pod := func(name string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: strings.Clone("shop"),
+			Labels:          map[string]string{strings.Clone("app"): strings.Clone("web")},
+			Annotations:     map[string]string{strings.Clone("meshshift.io/reason"): strings.Clone("policy default: ambient")},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: strings.Clone("apps/v1"), Kind: strings.Clone("ReplicaSet"), Name: "web-7d9f"}}}}
+		return p
+	}
+	a, b := transform[*corev1.Pod](t, pod("web-1")), transform[*corev1.Pod](t, pod("web-2"))
+	same := func(x, y string) bool { return unsafe.StringData(x) == unsafe.StringData(y) }
+	for what, pair := range map[string][2]string{
+		"namespace":        {a.Namespace, b.Namespace},
+		"label value":      {a.Labels["app"], b.Labels["app"]},
+		"annotation value": {a.Annotations["meshshift.io/reason"], b.Annotations["meshshift.io/reason"]},
+		"owner kind":       {a.OwnerReferences[0].Kind, b.OwnerReferences[0].Kind},
+	} {
+		if !same(pair[0], pair[1]) {
+			t.Errorf("%s %q: two copies, want one shared", what, pair[0])
+		}
+	}
+	for k := range a.Labels {
+		for k2 := range b.Labels {
+			if !same(k, k2) {
+				t.Errorf("label key %q: two copies, want one shared", k)
+			}
+		}
+	}
+	if a.Name == b.Name || a.Annotations["meshshift.io/reason"] != "policy default: ambient" {
+		t.Errorf("pods %s and %s: names and values must stay each pod's own", a.Name, b.Name)
 	}
 }
