@@ -39,7 +39,8 @@ const (
 )
 
 // LoadCluster lists every kind plan reads from the cluster (the kinds it does
-// not serve are skipped), in all namespaces. Kubernetes' own kinds (pods,
+// not serve are skipped), in all namespaces, a few kinds at a time; the
+// objects are in the order of the kinds' names. Kubernetes' own kinds (pods,
 // workloads, namespaces, nodes, Services) are listed as protobuf and decoded
 // into their Go types once, which Build then uses as they are; the others
 // (DataplanePolicies, Istio, Gateway API, Cilium, Argo) as JSON.
@@ -63,6 +64,8 @@ func LoadCluster(ctx context.Context, cfg *rest.Config) (*ClusterObjects, error)
 		gks = append(gks, gk)
 	}
 	sort.Slice(gks, func(i, j int) bool { return gks[i].String() < gks[j].String() })
+	// The kinds served, in order; a failure to find one ends the list there.
+	var lists []*listing
 	for _, gk := range gks {
 		if gk.Kind == "CustomResourceDefinition" || gk.Kind == "MeshMigration" {
 			continue
@@ -73,26 +76,76 @@ func LoadCluster(ctx context.Context, cfg *rest.Config) (*ClusterObjects, error)
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("find resource of %s: %w", gk, err)
+			lists = append(lists, &listing{err: fmt.Errorf("find resource of %s: %w", gk, err)})
+			break
 		}
 		if gk.Group == groupGateway {
 			out.GatewayAPI = true
 		}
-		accept := mediaJSON
-		if typedListOf(m.GroupVersionKind) != nil {
-			accept = mediaProtobuf + ", " + mediaJSON
+		lists = append(lists, &listing{m: m})
+	}
+	listAll(ctx, rc, lists)
+	for _, l := range lists {
+		if l.err != nil {
+			return nil, l.err
 		}
-		var contentType string
-		data, err := rc.Get().AbsPath(resourcePath(m.Resource)...).SetHeader("Accept", accept).
-			Do(ctx).ContentType(&contentType).Raw()
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", m.Resource.Resource, err)
-		}
-		if out.Objects, err = appendListed(out.Objects, data, contentType, m.GroupVersionKind); err != nil {
-			return nil, fmt.Errorf("list %s: %w", m.Resource.Resource, err)
-		}
+		out.Objects = append(out.Objects, l.objs...)
 	}
 	return out, nil
+}
+
+// listing is one kind LoadCluster lists, and what it read.
+type listing struct {
+	m    *meta.RESTMapping
+	objs []Object
+	err  error
+}
+
+// listConcurrency is how many lists LoadCluster reads at once: decoding one
+// while the API server writes the next.
+const listConcurrency = 4
+
+// listAll reads the lists (those without an error yet), listConcurrency at
+// a time, pods first (usually the longest).
+func listAll(ctx context.Context, rc rest.Interface, lists []*listing) {
+	queue := make(chan *listing, len(lists))
+	for _, first := range []bool{true, false} {
+		for _, l := range lists {
+			if l.err == nil && (l.m.GroupVersionKind.GroupKind() == schema.GroupKind{Kind: "Pod"}) == first {
+				queue <- l
+			}
+		}
+	}
+	close(queue)
+	var wg sync.WaitGroup
+	for range min(listConcurrency, len(lists)) {
+		wg.Go(func() {
+			for l := range queue {
+				l.objs, l.err = list(ctx, rc, l.m)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// list reads one kind in all namespaces: Kubernetes' own kinds as protobuf,
+// the others as JSON.
+func list(ctx context.Context, rc rest.Interface, m *meta.RESTMapping) ([]Object, error) {
+	accept := mediaJSON
+	if typedListOf(m.GroupVersionKind) != nil {
+		accept = mediaProtobuf + ", " + mediaJSON
+	}
+	var contentType string
+	data, err := rc.Get().AbsPath(resourcePath(m.Resource)...).SetHeader("Accept", accept).
+		Do(ctx).ContentType(&contentType).Raw()
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", m.Resource.Resource, err)
+	}
+	objs, err := appendListed(nil, data, contentType, m.GroupVersionKind)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", m.Resource.Resource, err)
+	}
+	return objs, nil
 }
 
 // resourcePath is the URL path listing a resource in all namespaces.
