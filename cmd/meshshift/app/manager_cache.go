@@ -59,8 +59,8 @@ func trimObject(in any) (any, error) {
 		return trimMeshObject(o), nil
 	case metav1.Object:
 		trimMeta(o, keepsLastApplied(o))
-		o.SetLabels(internMap(o.GetLabels()))
-		o.SetAnnotations(internMap(o.GetAnnotations()))
+		internMap(o.GetLabels()) // a typed object's own maps
+		internMap(o.GetAnnotations())
 		return in, nil
 	}
 	return in, nil
@@ -129,17 +129,13 @@ func intern(s string) string {
 	return unique.Make(s).Value()
 }
 
-// internMap is m with canonical keys and values (a new map: m's keys cannot
-// be replaced in place); nil or empty stays as it is.
-func internMap(m map[string]string) map[string]string {
-	if len(m) == 0 {
-		return m
-	}
-	out := make(map[string]string, len(m))
+// internMap makes m's keys and values canonical in place: assigning to an
+// existing string key stores the key given (Go updates string keys on
+// overwrite), so no entry is added and no map allocated.
+func internMap(m map[string]string) {
 	for k, v := range m {
-		out[intern(k)] = intern(v)
+		m[intern(k)] = intern(v)
 	}
-	return out
 }
 
 // internMeta makes m's repeated strings canonical: its namespace,
@@ -148,8 +144,8 @@ func internMap(m map[string]string) map[string]string {
 func internMeta(m *metav1.ObjectMeta) {
 	m.Namespace = intern(m.Namespace)
 	m.GenerateName = intern(m.GenerateName)
-	m.Labels = internMap(m.Labels)
-	m.Annotations = internMap(m.Annotations)
+	internMap(m.Labels)
+	internMap(m.Annotations)
 	for i := range m.OwnerReferences {
 		r := &m.OwnerReferences[i]
 		r.APIVersion, r.Kind = intern(r.APIVersion), intern(r.Kind)
@@ -169,20 +165,13 @@ func internMeta(m *metav1.ObjectMeta) {
 // time from the cache.
 func trimPod(p *corev1.Pod) (any, error) {
 	trimTypedMeta(&p.ObjectMeta)
-	return &corev1.Pod{
-		TypeMeta:   p.TypeMeta,
-		ObjectMeta: p.ObjectMeta,
-		Spec: corev1.PodSpec{
-			HostNetwork:    p.Spec.HostNetwork,
-			InitContainers: proxyContainers(p.Spec.InitContainers),
-			Containers:     proxyContainers(p.Spec.Containers),
-		},
-		Status: corev1.PodStatus{
-			Phase:  p.Status.Phase,
-			PodIP:  p.Status.PodIP,
-			PodIPs: p.Status.PodIPs,
-		},
-	}, nil
+	p.Spec = corev1.PodSpec{
+		HostNetwork:    p.Spec.HostNetwork,
+		InitContainers: proxyContainers(p.Spec.InitContainers),
+		Containers:     proxyContainers(p.Spec.Containers),
+	}
+	p.Status = corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs}
+	return p, nil
 }
 
 // proxyContainer is the name of Istio's sidecar container, the one container
@@ -244,37 +233,33 @@ func trimWorkload(in any) (any, error) {
 	switch o := in.(type) {
 	case *appsv1.Deployment:
 		trimTypedMeta(&o.ObjectMeta)
-		return &appsv1.Deployment{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta, Status: o.Status,
-			Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Paused: o.Spec.Paused, Selector: o.Spec.Selector,
-				Template: trimTemplate(o.Spec.Template)}}, nil
+		o.Spec = appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Paused: o.Spec.Paused, Selector: o.Spec.Selector,
+			Template: trimTemplate(o.Spec.Template)}
 	case *appsv1.StatefulSet:
 		trimTypedMeta(&o.ObjectMeta)
-		return &appsv1.StatefulSet{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta, Status: o.Status,
-			Spec: appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, UpdateStrategy: o.Spec.UpdateStrategy, Selector: o.Spec.Selector,
-				Template: trimTemplate(o.Spec.Template)}}, nil
+		o.Spec = appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, UpdateStrategy: o.Spec.UpdateStrategy, Selector: o.Spec.Selector,
+			Template: trimTemplate(o.Spec.Template)}
 	case *appsv1.DaemonSet:
 		trimTypedMeta(&o.ObjectMeta)
-		return &appsv1.DaemonSet{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta, Status: o.Status,
-			Spec: appsv1.DaemonSetSpec{UpdateStrategy: o.Spec.UpdateStrategy, Selector: o.Spec.Selector,
-				Template: trimTemplate(o.Spec.Template)}}, nil
+		o.Spec = appsv1.DaemonSetSpec{UpdateStrategy: o.Spec.UpdateStrategy, Selector: o.Spec.Selector,
+			Template: trimTemplate(o.Spec.Template)}
 	case *corev1.ReplicationController:
 		trimTypedMeta(&o.ObjectMeta)
-		out := &corev1.ReplicationController{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta,
-			Spec: corev1.ReplicationControllerSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector}}
-		if o.Spec.Template != nil {
-			t := trimTemplate(*o.Spec.Template)
-			out.Spec.Template = &t
+		o.Status = corev1.ReplicationControllerStatus{}
+		o.Spec = corev1.ReplicationControllerSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Template: o.Spec.Template}
+		if t := o.Spec.Template; t != nil {
+			*t = trimTemplate(*t)
 		}
-		return out, nil
 	case *batchv1.Job:
 		trimTypedMeta(&o.ObjectMeta)
-		return &batchv1.Job{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta,
-			Spec: batchv1.JobSpec{Selector: o.Spec.Selector, Template: trimTemplate(o.Spec.Template)}}, nil
+		o.Status = batchv1.JobStatus{}
+		o.Spec = batchv1.JobSpec{Selector: o.Spec.Selector, Template: trimTemplate(o.Spec.Template)}
 	case *batchv1.CronJob:
 		trimTypedMeta(&o.ObjectMeta)
-		return &batchv1.CronJob{TypeMeta: o.TypeMeta, ObjectMeta: o.ObjectMeta,
-			Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{ObjectMeta: o.Spec.JobTemplate.ObjectMeta,
-				Spec: batchv1.JobSpec{Selector: o.Spec.JobTemplate.Spec.Selector, Template: trimTemplate(o.Spec.JobTemplate.Spec.Template)}}}}, nil
+		o.Status = batchv1.CronJobStatus{}
+		jt := &o.Spec.JobTemplate
+		o.Spec = batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{ObjectMeta: jt.ObjectMeta,
+			Spec: batchv1.JobSpec{Selector: jt.Spec.Selector, Template: trimTemplate(jt.Spec.Template)}}}
 	}
 	return in, nil
 }
@@ -285,7 +270,8 @@ func trimWorkload(in any) (any, error) {
 // bulk of a node and is not read.
 func trimNode(n *corev1.Node) *corev1.Node {
 	trimTypedMeta(&n.ObjectMeta)
-	return &corev1.Node{TypeMeta: n.TypeMeta, ObjectMeta: n.ObjectMeta}
+	n.Spec, n.Status = corev1.NodeSpec{}, corev1.NodeStatus{}
+	return n
 }
 
 // meshKinds are the kinds signals indexes from unstructured objects (Istio,
