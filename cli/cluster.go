@@ -53,6 +53,9 @@ func LoadCluster(ctx context.Context, cfg *rest.Config) (*ClusterObjects, error)
 	lc.GroupVersion = nil
 	lc.APIPath = ""
 	lc.NegotiatedSerializer = clientgoscheme.Codecs.WithoutConversion()
+	if lc.UserAgent == "" { // as client-go's clients name themselves
+		lc.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
 	rc, err := rest.UnversionedRESTClientFor(lc)
 	if err != nil {
 		return nil, fmt.Errorf("build list client: %w", err)
