@@ -220,10 +220,36 @@ const floorNamespace = "kube-public"
 // achieves with no webhook call at all, in the same run.
 func (e *env) apiFloor(ctx context.Context, c config) (paced, error) {
 	run, err := e.paceCreates(ctx, floorNamespace, c.scaled(c.loadPods, 50), c)
-	if derr := e.cl.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(floorNamespace), client.MatchingLabels{"load": "true"}); derr != nil && err == nil {
-		err = fmt.Errorf("delete the floor run's pods: %w", derr)
+	if derr := e.deleteLoadPods(ctx, floorNamespace); derr != nil && err == nil {
+		err = derr
 	}
 	return run, err
+}
+
+// deleteLoadPods deletes the load pods of namespace and waits until none is
+// left: a delete of thousands can fail part way on a busy API server, and
+// pods left behind would be in every later figure (the caches, plan).
+func (e *env) deleteLoadPods(ctx context.Context, namespace string) error {
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		derr := e.cl.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(namespace), client.MatchingLabels{"load": "true"})
+		var left metav1.PartialObjectMetadataList
+		left.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+		if err := e.cl.List(ctx, &left, client.InNamespace(namespace), client.MatchingLabels{"load": "true"}); err != nil {
+			return fmt.Errorf("list load pods in %s: %w", namespace, err)
+		}
+		if len(left.Items) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d load pods left in %s after 3m (last delete: %v)", len(left.Items), namespace, derr)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 // loadPod is a Deployment-shaped bare pod (no owner: each is a workload of
@@ -294,8 +320,8 @@ func (e *env) loadWebhook(ctx context.Context, m *manager, l layout, c config) (
 	}
 	// The load pods never run: left behind by a busy API server's timeout,
 	// they only stay in the caches.
-	if err := e.cl.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(loadNamespace), client.MatchingLabels{"load": "true"}); err != nil {
-		fmt.Fprintf(c.out, "        load pods not all deleted: %v\n", err)
+	if err := e.deleteLoadPods(ctx, loadNamespace); err != nil {
+		return out, err
 	}
 	return out, nil
 }
@@ -318,8 +344,9 @@ func (e *env) planCluster(ctx context.Context, b binary) (time.Duration, error) 
 		return 0, fmt.Errorf("plan --cluster printed no plan for %s:\n%s", nsName(0), tail(stderr.String(), 20))
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		fmt.Printf("        plan --cluster: %d bytes of JSON, max rss %d MiB, cpu %.1fs\n",
-			stdout.Len(), ru.Maxrss/1024, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds())
+		// (Not ru.Maxrss: a child's counts the bench's own memory at the fork.)
+		fmt.Printf("        plan --cluster: %d bytes of JSON, cpu %.1fs\n",
+			stdout.Len(), time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds())
 	}
 	return d, nil
 }
