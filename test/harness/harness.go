@@ -136,6 +136,9 @@ func StartE(ctx context.Context, opts Options) (*Cluster, error) {
 		ErrorIfCRDPathMissing: true,
 		WebhookInstallOptions: opts.WebhookInstallOptions,
 		Scheme:                scheme,
+		// envtest's default of 20 s is short for kube-apiserver's start on a
+		// loaded 2-core machine (a timeout was seen at load average 24).
+		ControlPlaneStartTimeout: time.Minute,
 	}
 	c := &Cluster{Env: env, Dir: dir, Scheme: scheme}
 	if opts.RealNode != nil {
