@@ -110,7 +110,7 @@ func TestAgentCommandServesRealCounts(t *testing.T) {
 
 func agentWaitHTTP(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute) // the agent loads its programs first: seconds on a loaded machine
 	for {
 		resp, err := http.Get(url)
 		if err == nil {
