@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -63,7 +61,7 @@ func reviewBody(i int) ([]byte, error) {
 	return b, nil
 }
 
-// directWebhook posts n reviews at c.rate, open loop, at most 256 in flight,
+// directWebhook posts n reviews at c.rate (pace), at most 256 in flight,
 // and reads the manager's decision and handler histograms around them.
 func (e *env) directWebhook(ctx context.Context, m *manager, c config) (direct, error) {
 	var out direct
@@ -88,49 +86,11 @@ func (e *env) directWebhook(ctx context.Context, m *manager, c config) (direct, 
 	if err != nil {
 		return out, err
 	}
-	interval := time.Duration(float64(time.Second) / c.rate)
-	lat := make([]float64, 0, n)
-	sem := make(chan struct{}, 256)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	start := time.Now()
-	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			time.Sleep(d)
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return out, ctx.Err()
-		}
-		wg.Add(1)
-		go func(body []byte) {
-			defer func() { <-sem; wg.Done() }()
-			t0 := time.Now()
-			err := post(ctx, hc, url, body)
-			d := time.Since(t0).Seconds()
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				out.errors++
-				if firstErr == nil {
-					firstErr = err
-				}
-				return
-			}
-			lat = append(lat, d)
-		}(bodies[i])
+	run, err := pace(ctx, n, c.rate, 256, func(i int) error { return post(ctx, hc, url, bodies[i]) })
+	if err != nil {
+		return out, fmt.Errorf("no review answered: %w", err)
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	out.sent = n
-	if len(lat) == 0 {
-		return out, fmt.Errorf("no review answered: %w", firstErr)
-	}
-	out.achieved = float64(len(lat)) / elapsed.Seconds()
-	slices.Sort(lat)
-	out.clientP50, out.clientP99 = lat[len(lat)/2], lat[min(len(lat)-1, int(float64(len(lat))*0.99))]
+	out.sent, out.errors, out.achieved, out.clientP50, out.clientP99 = n, run.errors, run.achieved, run.p50, run.p99
 	after, err := m.scrape(ctx)
 	if err != nil {
 		return out, err

@@ -142,7 +142,7 @@ type latency struct {
 	decisionP50, decisionMeanMicro float64
 }
 
-// paced is one paced run of pod creates.
+// paced is one paced run: created counts the calls that succeeded.
 type paced struct {
 	created, errors int
 	elapsed         time.Duration
@@ -150,25 +150,39 @@ type paced struct {
 	p50, p99        float64
 }
 
-// paceCreates creates n load pods in namespace at c.rate (open loop: a
-// creator that falls behind is not waited for by the pacer) with c.workers
-// creators, and reads the client-side latencies.
+// paceCreates creates n load pods in namespace at c.rate with c.workers
+// creators (pace), and reads the client-side latencies.
 func (e *env) paceCreates(ctx context.Context, namespace string, n int, c config) (paced, error) {
+	out, err := pace(ctx, n, c.rate, c.workers, func(int) error {
+		p := loadPod()
+		p.Namespace = namespace
+		return e.cl.Create(ctx, p)
+	})
+	if err != nil {
+		return out, fmt.Errorf("no load pod created in %s: %w", namespace, err)
+	}
+	return out, nil
+}
+
+// pace calls do(0..n-1) at rate per second, open loop (a call that falls
+// behind is not waited for by the pacer), with at most workers calls in
+// flight, and reads the latencies of the calls that succeeded. It fails,
+// with the first error, only when none did.
+func pace(ctx context.Context, n int, rate float64, workers int, do func(i int) error) (paced, error) {
 	var out paced
-	tokens := make(chan time.Time, n)
+	tokens := make(chan int, n)
 	go func() {
 		defer close(tokens)
 		start := time.Now()
 		for i := range n {
-			at := start.Add(time.Duration(float64(i) / c.rate * float64(time.Second)))
-			if d := time.Until(at); d > 0 {
+			if d := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
 				select {
 				case <-ctx.Done():
 					return
 				case <-time.After(d):
 				}
 			}
-			tokens <- at
+			tokens <- i
 		}
 	}()
 	var mu sync.Mutex
@@ -176,15 +190,13 @@ func (e *env) paceCreates(ctx context.Context, namespace string, n int, c config
 	var firstErr error
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range c.workers {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range tokens {
-				p := loadPod()
-				p.Namespace = namespace
+			for i := range tokens {
 				t := time.Now()
-				err := e.cl.Create(ctx, p)
+				err := do(i)
 				d := time.Since(t).Seconds()
 				mu.Lock()
 				if err != nil {
@@ -203,7 +215,10 @@ func (e *env) paceCreates(ctx context.Context, namespace string, n int, c config
 	wg.Wait()
 	out.elapsed = time.Since(start)
 	if out.created == 0 {
-		return out, fmt.Errorf("no load pod created in %s: %w", namespace, firstErr)
+		if firstErr == nil {
+			firstErr = ctx.Err()
+		}
+		return out, firstErr
 	}
 	out.achieved = float64(out.created) / out.elapsed.Seconds()
 	slices.Sort(lat)
